@@ -1,0 +1,285 @@
+"""Fine-tuning a fixed-shape BERT on a GLUE task: the logic behind `python -m darts.train`.
+
+The step is a pure function `(state, batch, rng) -> (state, metrics)`, jitted once with a
+data-parallel sharding and the state donated. Batch order and dropout keys are functions of the
+global step, so a job restored from its last checkpoint continues exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tensorboardX
+from absl import logging
+from flax import nnx
+
+from darts import batching, glue, metrics, sharding
+from models import bert, checkpoint
+from models.tokenizer import WordPieceTokenizer
+
+EVAL_FILE = "eval.json"
+MODEL_DIR = "model"
+
+
+class TrainState(NamedTuple):
+  step: jax.Array
+  params: nnx.State
+  opt_state: optax.OptState
+
+
+@dataclasses.dataclass
+class TaskData:
+  task: glue.GlueTask
+  train: batching.EncodedDataset
+  eval: batching.EncodedDataset
+
+
+def _subsample(examples: list[glue.Example], limit: int, seed: int) -> list[glue.Example]:
+  if not limit or limit >= len(examples):
+    return examples
+  keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
+  return [examples[i] for i in keep]
+
+
+def load_task_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer,
+                   seed: int) -> TaskData:
+  """Reads, subsamples (if configured) and tokenizes the train and eval splits."""
+  task = glue.get_task(data_config.task)
+
+  def encode(split: str, limit: int) -> batching.EncodedDataset:
+    examples = _subsample(glue.load_split(task.name, split, data_config.glue_dir), limit, seed)
+    return batching.encode(examples, tokenizer, data_config.max_length, task.is_regression)
+
+  return TaskData(task, encode("train", data_config.max_train_examples),
+                  encode(data_config.eval_split, data_config.max_eval_examples))
+
+
+def _decay_mask(params: nnx.State) -> Any:
+  # BERT's recipe: no weight decay on biases and LayerNorm parameters.
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) in ("kernel", "embedding"), params)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict,
+                   num_train_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """AdamW with linear warm-up and linear decay to zero, after global-norm clipping."""
+  warmup = int(optim.warmup_ratio * num_train_steps)
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, optim.lr, max(warmup, 1)),
+       optax.linear_schedule(optim.lr, 0.0, max(num_train_steps - warmup, 1))], [warmup])
+  tx = optax.chain(
+      optax.clip_by_global_norm(optim.clip_norm),
+      optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                  weight_decay=optim.weight_decay, mask=_decay_mask))
+  return tx, schedule
+
+
+def task_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+  """Weighted mean cross-entropy, or squared error when there is one output (regression)."""
+  if logits.shape[-1] == 1:
+    per_example = jnp.square(logits[:, 0] - labels)
+  else:
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: dict[str, jax.Array],
+            rng: jax.Array | None = None) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  rngs = None if rng is None else nnx.Rngs(dropout=rng)
+  return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+               deterministic=rng is None, rngs=rngs)
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation
+                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
+  """Returns the pure step `(state, batch, rng) -> (state, metrics)`."""
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    def loss_fn(params):
+      logits = _logits(graphdef, params, batch, rng)
+      return task_loss(logits, batch["labels"], batch["weights"])
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return (TrainState(state.step + 1, params, opt_state),
+            {"loss": loss, "grad_norm": optax.global_norm(grads)})
+
+  return train_step
+
+
+def evaluate(predict: Callable[[nnx.State, dict], jax.Array], params: nnx.State,
+             data: TaskData, batch_size: int, bucket_lengths: tuple[int, ...],
+             mesh: jax.sharding.Mesh) -> dict[str, float]:
+  """The task's official metrics on `data.eval` (every example exactly once)."""
+  predictions = np.zeros(len(data.eval), np.float32 if data.task.is_regression else np.int32)
+  for indices, batch in batching.eval_batches(data.eval, batch_size, bucket_lengths):
+    logits = np.asarray(predict(params, sharding.shard_batch(batch, mesh)))[:len(indices)]
+    predictions[indices] = logits[:, 0] if data.task.is_regression else logits.argmax(-1)
+  return metrics.compute_metrics(data.task.name, predictions, data.eval.labels)
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class ProgressLogger:
+  """Logs step, loss, learning rate, examples/s and ETA, and writes them to TensorBoard."""
+
+  def __init__(self, writer: tensorboardX.SummaryWriter, start_step: int, total_steps: int):
+    self.writer, self.total_steps = writer, total_steps
+    self.start_time = self.window_time = time.perf_counter()
+    self.window_step = start_step
+    self.window_examples = 0.0
+    self.train_time = 0.0
+    self.train_examples = 0.0
+
+  def update(self, step: int, examples: float, step_metrics: dict[str, float],
+             lr: float) -> None:
+    self.window_examples += examples
+    now = time.perf_counter()
+    elapsed = now - self.window_time
+    steps = step - self.window_step
+    examples_per_sec = self.window_examples / elapsed
+    eta = (self.total_steps - step) * elapsed / steps
+    logging.info("step %d/%d (%.1f%%) loss %.4f lr %.2e | %.1f examples/s | elapsed %s, ETA %s",
+                 step, self.total_steps, 100 * step / self.total_steps, step_metrics["loss"], lr,
+                 examples_per_sec, _format_duration(now - self.start_time),
+                 _format_duration(eta))
+    for name, value in {**step_metrics, "lr": lr, "examples_per_sec": examples_per_sec}.items():
+      self.writer.add_scalar(f"train/{name}", value, step)
+    self.train_time += elapsed
+    self.train_examples += self.window_examples
+    self.window_time, self.window_step, self.window_examples = now, step, 0.0
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[None]:
+    """Keeps evaluation and checkpointing out of the throughput and ETA."""
+    start = time.perf_counter()
+    yield
+    self.window_time += time.perf_counter() - start
+
+
+def _write_json_atomically(path: pathlib.Path, payload: dict) -> None:
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  with os.fdopen(fd, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Fine-tunes `config.model.checkpoint` on `config.data.task`; resumes from `workdir`.
+
+  Writes to `workdir`: orbax checkpoints (`checkpoints/`), TensorBoard events (`tensorboard/`),
+  the fine-tuned model in Hugging Face layout (`model/`) and the final metrics (`eval.json`).
+
+  Returns:
+    The contents of eval.json.
+  """
+  workdir_path = pathlib.Path(workdir)
+  workdir_path.mkdir(parents=True, exist_ok=True)
+  model_dir = checkpoint.resolve_model_dir(config.model.checkpoint)
+  tokenizer = WordPieceTokenizer.from_pretrained(model_dir)
+  data = load_task_data(config.data, tokenizer, config.seed)
+  model = checkpoint.load_pretrained(
+      str(model_dir), data.task.num_labels, seed=config.seed,
+      hidden_dropout=config.model.hidden_dropout,
+      attention_dropout=config.model.attention_dropout)
+  graphdef, params = nnx.split(model, nnx.Param)
+
+  buckets = tuple(config.data.bucket_lengths)
+  steps_per_epoch = batching.num_batches_per_epoch(data.train, config.data.batch_size, buckets)
+  total_steps = (config.optim.num_train_steps
+                 or max(1, round(config.optim.num_epochs * steps_per_epoch)))
+  tx, schedule = make_optimizer(config.optim, total_steps)
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)),
+                         replicated)
+
+  manager = ocp.CheckpointManager(
+      (workdir_path / "checkpoints").absolute(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  if manager.latest_step() is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+    logging.info("Resumed from the checkpoint at step %d in %s.", int(state.step), workdir)
+  start_step = int(state.step)
+
+  train_step = jax.jit(make_train_step(graphdef, tx), donate_argnums=0,
+                       in_shardings=(replicated, sharding.batch_sharded(mesh), replicated),
+                       out_shardings=(replicated, replicated))
+  predict = jax.jit(lambda p, b: _logits(graphdef, p, b), in_shardings=(
+      replicated, sharding.batch_sharded(mesh)), out_shardings=replicated)
+  run_eval = lambda p: evaluate(predict, p, data, config.data.eval_batch_size, buckets, mesh)
+
+  logging.info("Training %s on %s: %d examples, %d steps of %d (%.2f epochs), buckets %s: %s.",
+               config.model.checkpoint, data.task.name, len(data.train), total_steps,
+               config.data.batch_size, total_steps / steps_per_epoch, buckets,
+               batching.bucket_histogram(data.train, buckets))
+  writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
+  progress = ProgressLogger(writer, start_step, total_steps)
+  base_key = jax.random.key(config.seed)
+  batches = batching.iterate_batches(data.train, config.data.batch_size, buckets, config.seed,
+                                     start_step=start_step)
+  examples_since_log = 0.0
+  for step in range(start_step + 1, total_steps + 1):
+    _, batch = next(batches)
+    examples_since_log += float(batch["weights"].sum())
+    state, step_metrics = train_step(state, sharding.shard_batch(batch, mesh),
+                                     jax.random.fold_in(base_key, step))
+    if step % config.log_every_steps == 0 or step == total_steps:
+      step_metrics = jax.device_get(step_metrics)
+      if not np.isfinite(step_metrics["loss"]):
+        raise FloatingPointError(f"Loss is {step_metrics['loss']} at step {step}; lower "
+                                 "--config.optim.lr or check the data.")
+      progress.update(step, examples_since_log, step_metrics, float(schedule(step)))
+      examples_since_log = 0.0
+    if config.eval_every_steps and step % config.eval_every_steps == 0 and step < total_steps:
+      with progress.paused():
+        for name, value in run_eval(state.params).items():
+          writer.add_scalar(f"eval/{name}", value, step)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      with progress.paused():
+        manager.save(step, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+
+  results = run_eval(state.params)
+  for name, value in results.items():
+    writer.add_scalar(f"eval/{name}", value, total_steps)
+  writer.close()
+  nnx.update(model, jax.device_get(state.params))
+  checkpoint.save_pretrained(model, workdir_path / MODEL_DIR, vocab_file=tokenizer.vocab_file,
+                             extra_config={"canao_task": data.task.name})
+  summary = {
+      "task": data.task.name, "split": config.data.eval_split,
+      "metrics": results, "main_metric": metrics.main_metric(data.task.name),
+      "num_eval_examples": len(data.eval), "num_train_examples": len(data.train),
+      "num_train_steps": total_steps, "epochs": total_steps / steps_per_epoch,
+      "resumed_from_step": start_step,
+      "train_seconds_this_run": progress.train_time,
+      "train_examples_per_sec": (progress.train_examples / progress.train_time
+                                 if progress.train_time else None),
+      "devices": [str(d) for d in mesh.devices.flat],
+      "config": config.to_dict(),
+  }
+  _write_json_atomically(workdir_path / EVAL_FILE, summary)
+  logging.info("%s %s: %s (written to %s).", data.task.name, config.data.eval_split,
+               ", ".join(f"{k} {v:.4f}" for k, v in results.items()), workdir_path / EVAL_FILE)
+  return summary

@@ -1,0 +1,30 @@
+"""Trains a fixed-architecture BERT on a GLUE task and evaluates it.
+
+  python -m darts.train --config=configs/finetune.py:task=sst2 --workdir=runs/sst2
+
+Restarting with the same --workdir resumes from the last checkpoint. See configs/finetune.py for
+the options (override any with --config.<name>=<value>).
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from darts import finetune, logs
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.quiet_library_logs()
+  summary = finetune.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  metric = summary["main_metric"]
+  print(f"{summary['task']} {summary['split']} {metric}: {summary['metrics'][metric]:.4f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

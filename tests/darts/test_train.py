@@ -1,0 +1,105 @@
+"""The fine-tuning job: runlocal end to end, and exact resume after a SIGKILL."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from configs import finetune as finetune_config
+from darts import finetune
+
+REPO = pathlib.Path(__file__).parents[2]
+POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",
+            "a gorgeous , witty , seductive movie", "one of the most exciting films"]
+NEGATIVE = ["unflinchingly bleak and desperate", "a dull , lifeless mess", "boring and too long",
+            "the plot is a disaster", "nothing works in this tedious film"]
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory) -> pathlib.Path:
+  """A small SST-2 in the GLUE layout (header, sentence<TAB>label)."""
+  root = tmp_path_factory.mktemp("glue")
+  (root / "SST-2").mkdir()
+  rng = np.random.default_rng(0)
+  for split, size in (("train", 96), ("dev", 40)):
+    rows = []
+    for _ in range(size):
+      label = int(rng.integers(2))
+      words = (POSITIVE if label else NEGATIVE)[rng.integers(5)]
+      rows.append(f"{words} {rng.choice(['.', '!', 'indeed .'])}\t{label}")
+    (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+  return root
+
+
+def runlocal_config(glue_dir):
+  config = finetune_config.get_config("task=sst2,runlocal")
+  config.data.glue_dir = str(glue_dir)
+  return config
+
+
+def train_command(workdir, glue_dir):
+  return [sys.executable, "-m", "darts.train", "--config=configs/finetune.py:task=sst2,runlocal",
+          f"--workdir={workdir}", f"--config.data.glue_dir={glue_dir}"]
+
+
+def test_runlocal_trains_and_writes_results(tmp_path, glue_dir):
+  summary = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path))
+  written = json.loads((tmp_path / "eval.json").read_text())
+  assert written["metrics"] == summary["metrics"]
+  assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
+  assert summary["num_train_steps"] == 6 and summary["resumed_from_step"] == 0
+  assert (tmp_path / "model" / "model.safetensors").is_file()
+  assert (tmp_path / "model" / "vocab.txt").is_file()
+  assert json.loads((tmp_path / "model" / "config.json").read_text())["canao_task"] == "sst2"
+  assert list((tmp_path / "tensorboard").iterdir())
+  # A second run finds the finished checkpoint and only evaluates.
+  again = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path))
+  assert again["resumed_from_step"] == 6 and again["metrics"] == summary["metrics"]
+
+
+def wait_for_checkpoint(workdir: pathlib.Path, process: subprocess.Popen) -> None:
+  deadline = time.monotonic() + 300
+  while not (workdir / "checkpoints" / "2").is_dir():
+    assert process.poll() is None, "training ended before its first checkpoint"
+    assert time.monotonic() < deadline, "no checkpoint after 300 s"
+    time.sleep(0.05)
+
+
+def test_killed_job_resumes_and_matches_uninterrupted_run(tmp_path, glue_dir):
+  uninterrupted = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path / "a"))
+  killed_dir = tmp_path / "b"
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  process = subprocess.Popen(train_command(killed_dir, glue_dir), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  wait_for_checkpoint(killed_dir, process)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (killed_dir / "eval.json").exists()
+  subprocess.run(train_command(killed_dir, glue_dir), cwd=REPO, env=env, check=True,
+                 capture_output=True)
+  resumed = json.loads((killed_dir / "eval.json").read_text())
+  assert 0 < resumed["resumed_from_step"] < resumed["num_train_steps"]
+  assert resumed["metrics"] == uninterrupted["metrics"]
+  weights_a = safetensors.numpy.load_file(tmp_path / "a" / "model" / "model.safetensors")
+  weights_b = safetensors.numpy.load_file(killed_dir / "model" / "model.safetensors")
+  for name, value in weights_a.items():
+    np.testing.assert_allclose(weights_b[name], value, atol=1e-6, err_msg=name)
+
+
+def test_task_loss_weights_ignore_padding_rows():
+  logits = np.array([[2.0, 0.0], [0.0, 2.0], [9.0, -9.0]], np.float32)
+  labels = np.array([0, 1, 1])
+  full = finetune.task_loss(logits[:2], labels[:2], np.ones(2, np.float32))
+  padded = finetune.task_loss(logits, labels, np.array([1, 1, 0], np.float32))
+  np.testing.assert_allclose(full, padded, rtol=1e-6)
+  expected = -np.log(np.exp(2) / (np.exp(2) + 1))
+  np.testing.assert_allclose(full, expected, rtol=1e-5)
+  regression = finetune.task_loss(np.array([[1.0], [3.0]]), np.array([2.0, 2.0]), np.ones(2))
+  np.testing.assert_allclose(regression, 1.0)
