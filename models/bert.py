@@ -10,6 +10,11 @@ Any shape is allowed, including a different number of attention heads and FFN si
 Parameters are float32. Dropout is active only when `deterministic=False` and then draws from the
 `dropout` stream of the `rngs` passed to the call, so a training step stays a pure function of
 (params, batch, rng).
+
+The layers also take optional relaxed widths, as call arguments (never module state), which is how
+`models/supernet.py` runs this same code as a weight-sharing supernet: a soft mask over attention
+heads, a soft mask over FFN units, and a `HiddenMix` that mixes LayerNorms over nested prefixes of
+the hidden channels. With one-hot widths the result equals the sliced smaller BERT.
 """
 
 from __future__ import annotations
@@ -97,6 +102,38 @@ def gelu(x: jax.Array, variant: str) -> jax.Array:
   return jax.nn.gelu(x, approximate=(variant == "tanh"))
 
 
+@dataclasses.dataclass(frozen=True)
+class HiddenMix:
+  """A relaxed global hidden size: LayerNorm over the first `sizes[k]` channels, weight `probs[k]`.
+
+  Deliberately not a pytree: `sizes` must stay static under jit, so build it inside the traced
+  function from the search space and pass only `probs` through jit boundaries.
+  """
+
+  sizes: tuple[int, ...]
+  probs: jax.Array
+
+
+def normalize(norm: nnx.LayerNorm, x: jax.Array, hidden_mix: HiddenMix | None) -> jax.Array:
+  """`norm(x)`, or the probability-weighted mixture of LayerNorms over nested channel prefixes.
+
+  Channels beyond a choice's size are zero in that choice's term, so with one-hot probabilities
+  the following dense layers see exactly the inputs of the narrower model.
+  """
+  if hidden_mix is None:
+    return norm(x)
+  width = x.shape[-1]
+  mixed = jnp.zeros_like(x)
+  for size, prob in zip(hidden_mix.sizes, hidden_mix.probs):
+    part = x[..., :size]
+    mean = part.mean(-1, keepdims=True)
+    var = jnp.square(part - mean).mean(-1, keepdims=True)
+    y = ((part - mean) * jax.lax.rsqrt(var + norm.epsilon) * norm.scale[:size]
+         + norm.bias[:size])
+    mixed = mixed + prob * jnp.pad(y, [(0, 0)] * (x.ndim - 1) + [(0, width - size)])
+  return mixed
+
+
 def attention_bias(attention_mask: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
   """[batch, length] 0/1 mask -> additive bias [batch, 1, 1, length], as Hugging Face does."""
   keep = attention_mask[:, None, None, :].astype(dtype)
@@ -114,11 +151,13 @@ class Embeddings(nnx.Module):
     self.dropout = nnx.Dropout(config.hidden_dropout)
 
   def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, *,
-               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+               hidden_mix: HiddenMix | None = None, deterministic: bool = True,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
     positions = jnp.arange(input_ids.shape[-1])
     x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
          + self.token_type_embeddings(token_type_ids))
-    return self.dropout(self.layer_norm(x), deterministic=deterministic, rngs=rngs)
+    x = normalize(self.layer_norm, x, hidden_mix)
+    return self.dropout(x, deterministic=deterministic, rngs=rngs)
 
 
 class SelfAttention(nnx.Module):
@@ -136,17 +175,22 @@ class SelfAttention(nnx.Module):
     self.attention_dropout = nnx.Dropout(config.attention_dropout)
     self.output_dropout = nnx.Dropout(config.hidden_dropout)
 
-  def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool = True,
+  def __call__(self, x: jax.Array, bias: jax.Array, *, head_mask: jax.Array | None = None,
+               hidden_mix: HiddenMix | None = None, deterministic: bool = True,
                rngs: nnx.Rngs | None = None) -> jax.Array:
+    """`head_mask` [num_heads] scales each head's output (a soft head count)."""
     batch, length, _ = x.shape
     split = lambda t: t.reshape(batch, length, self.num_heads, self.head_size)
     q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_size) + bias
     probs = jax.nn.softmax(scores, axis=-1)
     probs = self.attention_dropout(probs, deterministic=deterministic, rngs=rngs)
-    context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, -1)
-    out = self.output_dropout(self.output(context), deterministic=deterministic, rngs=rngs)
-    return self.layer_norm(x + out)
+    context = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+    if head_mask is not None:
+      context = context * head_mask[:, None]
+    out = self.output(context.reshape(batch, length, -1))
+    out = self.output_dropout(out, deterministic=deterministic, rngs=rngs)
+    return normalize(self.layer_norm, x + out, hidden_mix)
 
 
 class FeedForward(nnx.Module):
@@ -159,11 +203,15 @@ class FeedForward(nnx.Module):
     self.layer_norm = nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps, rngs=rngs)
     self.dropout = nnx.Dropout(config.hidden_dropout)
 
-  def __call__(self, x: jax.Array, *, deterministic: bool = True,
+  def __call__(self, x: jax.Array, *, unit_mask: jax.Array | None = None,
+               hidden_mix: HiddenMix | None = None, deterministic: bool = True,
                rngs: nnx.Rngs | None = None) -> jax.Array:
+    """`unit_mask` [intermediate_size] scales each FFN unit (a soft FFN size)."""
     h = gelu(self.intermediate(x), self.gelu_variant)
+    if unit_mask is not None:
+      h = h * unit_mask
     out = self.dropout(self.output(h), deterministic=deterministic, rngs=rngs)
-    return self.layer_norm(x + out)
+    return normalize(self.layer_norm, x + out, hidden_mix)
 
 
 class EncoderLayer(nnx.Module):
@@ -173,10 +221,13 @@ class EncoderLayer(nnx.Module):
     self.attention = SelfAttention(config, config.num_heads[layer_index], rngs=rngs)
     self.ffn = FeedForward(config, config.intermediate_size[layer_index], rngs=rngs)
 
-  def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None) -> jax.Array:
-    x = self.attention(x, bias, deterministic=deterministic, rngs=rngs)
-    return self.ffn(x, deterministic=deterministic, rngs=rngs)
+  def __call__(self, x: jax.Array, bias: jax.Array, *, head_mask: jax.Array | None = None,
+               unit_mask: jax.Array | None = None, hidden_mix: HiddenMix | None = None,
+               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+    x = self.attention(x, bias, head_mask=head_mask, hidden_mix=hidden_mix,
+                       deterministic=deterministic, rngs=rngs)
+    return self.ffn(x, unit_mask=unit_mask, hidden_mix=hidden_mix, deterministic=deterministic,
+                    rngs=rngs)
 
 
 class BertModel(nnx.Module):

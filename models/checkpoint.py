@@ -212,10 +212,10 @@ def load_weights(model: BertModel | BertClassifier, weights: dict[str, np.ndarra
   for hf, module, path, transposed in targets:
     value = weights[hf].T if transposed else weights[hf]
     variable = _variable(module, path)
-    if value.shape != variable.value.shape:
-      mismatched.append(f"{hf}: checkpoint {value.shape} vs model {variable.value.shape}")
+    if value.shape != variable[...].shape:
+      mismatched.append(f"{hf}: checkpoint {value.shape} vs model {variable[...].shape}")
       continue
-    variable.value = jnp.asarray(value, dtype=variable.value.dtype)
+    variable.set_value(jnp.asarray(value, dtype=variable[...].dtype))
   if mismatched:
     raise ValueError(f"{source} has tensors of the wrong shape: {mismatched}.")
 
@@ -229,7 +229,7 @@ def model_weights(model: BertModel | BertClassifier) -> dict[str, np.ndarray]:
     named = [(hf, model, path, t) for hf, path, t in _param_names(model.config)]
   weights = {}
   for hf, module, path, transposed in named:
-    value = np.asarray(_variable(module, path).value)
+    value = np.asarray(_variable(module, path)[...])
     weights[hf] = np.ascontiguousarray(value.T if transposed else value)
   return weights
 

@@ -36,8 +36,8 @@ def tiny_config(**overrides) -> bert.BertConfig:
 
 def test_per_layer_widths_give_per_layer_shapes():
   model = bert.BertModel(tiny_config(), rngs=nnx.Rngs(0))
-  assert model.layers[1].attention.query.kernel.value.shape == (16, 2 * 8)
-  assert model.layers[2].ffn.intermediate.kernel.value.shape == (16, 24)
+  assert model.layers[1].attention.query.kernel[...].shape == (16, 2 * 8)
+  assert model.layers[2].ffn.intermediate.kernel[...].shape == (16, 24)
   ids = jnp.ones((2, 7), jnp.int32)
   out = model(ids, jnp.ones_like(ids))
   assert out.last_hidden_state.shape == (2, 7, 16) and out.pooled_output.shape == (2, 16)

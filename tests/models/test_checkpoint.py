@@ -55,10 +55,10 @@ def test_bert_for_classification_names_and_gamma_beta_are_accepted(tmp_path):
 def test_encoder_checkpoint_leaves_new_head(tmp_path):
   encoder = tiny_model()
   classifier = tiny_model(num_labels=2, seed=3)
-  head_before = np.asarray(classifier.classifier.kernel.value)
+  head_before = np.asarray(classifier.classifier.kernel[...])
   checkpoint.load_weights(classifier, checkpoint.model_weights(encoder))
-  np.testing.assert_array_equal(classifier.classifier.kernel.value, head_before)
-  np.testing.assert_array_equal(classifier.bert.pooler.kernel.value, encoder.pooler.kernel.value)
+  np.testing.assert_array_equal(classifier.classifier.kernel[...], head_before)
+  np.testing.assert_array_equal(classifier.bert.pooler.kernel[...], encoder.pooler.kernel[...])
 
 
 def test_missing_and_unexpected_tensors_are_named():
