@@ -53,6 +53,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.num_epochs = TASK_EPOCHS.get(args.task, DEFAULT_EPOCHS)
   config.optim.num_train_steps = 0  # > 0 overrides num_epochs.
 
+  # Distillation from a fine-tuned teacher (a darts.train WORKDIR/model); used by retraining.
+  config.distill = ml_collections.ConfigDict()
+  config.distill.teacher = ""
+  config.distill.weight = 0.0  # Loss = (1 - weight) * task + weight * distillation.
+  config.distill.temperature = 1.0
+
   config.log_every_steps = 50
   config.eval_every_steps = 0  # 0 = evaluate at the end only.
   config.checkpoint_every_steps = 200

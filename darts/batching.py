@@ -51,6 +51,7 @@ class EncodedDataset:
     pad_id: token id used for padding.
     max_length: the truncation length used by `encode`; no example is longer.
     is_regression: whether labels are float scores.
+    extras: per-example arrays [N, ...] that batches carry along (e.g. a teacher's logits).
   """
 
   token_ids: np.ndarray
@@ -61,6 +62,7 @@ class EncodedDataset:
   pad_id: int
   max_length: int
   is_regression: bool
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -235,7 +237,8 @@ def make_batch(dataset: EncodedDataset,
 
   Returns:
     A dict with `input_ids`, `attention_mask`, `token_type_ids` (int32 [B, L]), `labels` ([B]
-    int32, float32 for regression) and `weights` (float32 [B], 1 real row, 0 filler).
+    int32, float32 for regression), `weights` (float32 [B], 1 real row, 0 filler) and each of
+    `dataset.extras` ([B, ...], zeros in filler rows).
 
   Raises:
     ValueError: more indices than batch_size, or an example longer than bucket_length.
@@ -260,13 +263,17 @@ def make_batch(dataset: EncodedDataset,
   labels[:len(indices)] = dataset.labels[indices]
   weights = np.zeros((batch_size,), dtype=np.float32)
   weights[:len(indices)] = 1.0
-  return {
+  batch = {
       "input_ids": input_ids,
       "attention_mask": attention_mask,
       "token_type_ids": token_type_ids,
       "labels": labels,
       "weights": weights,
   }
+  for name, values in dataset.extras.items():
+    batch[name] = np.zeros((batch_size,) + values.shape[1:], values.dtype)
+    batch[name][:len(indices)] = values[indices]
+  return batch
 
 
 def iterate_batches(dataset: EncodedDataset,

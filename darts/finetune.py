@@ -7,27 +7,21 @@ global step, so a job restored from its last checkpoint continues exactly as if 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import os
 import pathlib
-import tempfile
-import time
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tensorboardX
 from absl import logging
 from flax import nnx
 
-from darts import batching, glue, metrics, sharding
-from models import bert, checkpoint
+from darts import batching, glue, inference, jobs, losses, metrics, sharding, teacher
+from models import checkpoint
 from models.tokenizer import WordPieceTokenizer
 
 EVAL_FILE = "eval.json"
@@ -87,100 +81,44 @@ def make_optimizer(optim: ml_collections.ConfigDict,
   return tx, schedule
 
 
-def task_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
-  """Weighted mean cross-entropy, or squared error when there is one output (regression)."""
-  if logits.shape[-1] == 1:
-    per_example = jnp.square(logits[:, 0] - labels)
-  else:
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
-def _logits(graphdef: nnx.GraphDef, params: nnx.State, batch: dict[str, jax.Array],
-            rng: jax.Array | None = None) -> jax.Array:
-  model = nnx.merge(graphdef, params)
-  rngs = None if rng is None else nnx.Rngs(dropout=rng)
-  return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-               deterministic=rng is None, rngs=rngs)
-
-
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                    distill: ml_collections.ConfigDict
                     ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
   """Returns the pure step `(state, batch, rng) -> (state, metrics)`."""
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     def loss_fn(params):
-      logits = _logits(graphdef, params, batch, rng)
-      return task_loss(logits, batch["labels"], batch["weights"])
+      model = nnx.merge(graphdef, params)
+      logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                     deterministic=False, rngs=nnx.Rngs(dropout=rng))
+      return losses.model_loss(logits, batch, distill.weight, distill.temperature)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return (TrainState(state.step + 1, params, opt_state),
-            {"loss": loss, "grad_norm": optax.global_norm(grads)})
+            {"loss": loss, "grad_norm": optax.global_norm(grads), **parts})
 
   return train_step
 
 
-def evaluate(predict: Callable[[nnx.State, dict], jax.Array], params: nnx.State,
-             data: TaskData, batch_size: int, bucket_lengths: tuple[int, ...],
-             mesh: jax.sharding.Mesh) -> dict[str, float]:
-  """The task's official metrics on `data.eval` (every example exactly once)."""
-  predictions = np.zeros(len(data.eval), np.float32 if data.task.is_regression else np.int32)
-  for indices, batch in batching.eval_batches(data.eval, batch_size, bucket_lengths):
-    logits = np.asarray(predict(params, sharding.shard_batch(batch, mesh)))[:len(indices)]
-    predictions[indices] = logits[:, 0] if data.task.is_regression else logits.argmax(-1)
-  return metrics.compute_metrics(data.task.name, predictions, data.eval.labels)
+def evaluate(logits: np.ndarray, task: glue.GlueTask,
+             dataset: batching.EncodedDataset) -> dict[str, float]:
+  """The task's official metrics of `logits` [N, num_labels] on `dataset`."""
+  predictions = logits[:, 0] if task.is_regression else logits.argmax(-1)
+  return metrics.compute_metrics(task.name, predictions, dataset.labels)
 
 
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
-
-
-class ProgressLogger:
-  """Logs step, loss, learning rate, examples/s and ETA, and writes them to TensorBoard."""
-
-  def __init__(self, writer: tensorboardX.SummaryWriter, start_step: int, total_steps: int):
-    self.writer, self.total_steps = writer, total_steps
-    self.start_time = self.window_time = time.perf_counter()
-    self.window_step = start_step
-    self.window_examples = 0.0
-    self.train_time = 0.0
-    self.train_examples = 0.0
-
-  def update(self, step: int, examples: float, step_metrics: dict[str, float],
-             lr: float) -> None:
-    self.window_examples += examples
-    now = time.perf_counter()
-    elapsed = now - self.window_time
-    steps = step - self.window_step
-    examples_per_sec = self.window_examples / elapsed
-    eta = (self.total_steps - step) * elapsed / steps
-    logging.info("step %d/%d (%.1f%%) loss %.4f lr %.2e | %.1f examples/s | elapsed %s, ETA %s",
-                 step, self.total_steps, 100 * step / self.total_steps, step_metrics["loss"], lr,
-                 examples_per_sec, _format_duration(now - self.start_time),
-                 _format_duration(eta))
-    for name, value in {**step_metrics, "lr": lr, "examples_per_sec": examples_per_sec}.items():
-      self.writer.add_scalar(f"train/{name}", value, step)
-    self.train_time += elapsed
-    self.train_examples += self.window_examples
-    self.window_time, self.window_step, self.window_examples = now, step, 0.0
-
-  @contextlib.contextmanager
-  def paused(self) -> Iterator[None]:
-    """Keeps evaluation and checkpointing out of the throughput and ETA."""
-    start = time.perf_counter()
-    yield
-    self.window_time += time.perf_counter() - start
-
-
-def _write_json_atomically(path: pathlib.Path, payload: dict) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+def add_teacher_logits(config: ml_collections.ConfigDict, data: TaskData,
+                       mesh: jax.sharding.Mesh) -> None:
+  """Stores the teacher's logits of every train example in the batches' `teacher_logits`."""
+  model = teacher.load_teacher(config.distill.teacher, data.task.name, data.task.num_labels)
+  graphdef, params = nnx.split(model, nnx.Param)
+  logging.info("Computing the logits of teacher %s on %d train examples.",
+               config.distill.teacher, len(data.train))
+  data.train.extras["teacher_logits"] = inference.dataset_logits(
+      inference.make_predict(graphdef, mesh), jax.device_put(params, sharding.replicated(mesh)),
+      data.train, config.data.eval_batch_size, tuple(config.data.bucket_lengths), mesh)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -210,31 +148,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx, schedule = make_optimizer(config.optim, total_steps)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
+  if config.distill.teacher:
+    add_teacher_logits(config, data, mesh)
   state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)),
                          replicated)
 
-  manager = ocp.CheckpointManager(
-      (workdir_path / "checkpoints").absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-  if manager.latest_step() is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
-    logging.info("Resumed from the checkpoint at step %d in %s.", int(state.step), workdir)
+  manager = jobs.checkpoint_manager(workdir_path, config.keep_checkpoints)
+  state = jobs.restore_latest(manager, state)
   start_step = int(state.step)
 
-  train_step = jax.jit(make_train_step(graphdef, tx), donate_argnums=0,
+  train_step = jax.jit(make_train_step(graphdef, tx, config.distill), donate_argnums=0,
                        in_shardings=(replicated, sharding.batch_sharded(mesh), replicated),
                        out_shardings=(replicated, replicated))
-  predict = jax.jit(lambda p, b: _logits(graphdef, p, b), in_shardings=(
-      replicated, sharding.batch_sharded(mesh)), out_shardings=replicated)
-  run_eval = lambda p: evaluate(predict, p, data, config.data.eval_batch_size, buckets, mesh)
+  predict = inference.make_predict(graphdef, mesh)
+  run_eval = lambda params: evaluate(inference.dataset_logits(
+      predict, params, data.eval, config.data.eval_batch_size, buckets, mesh), data.task,
+                                     data.eval)
 
   logging.info("Training %s on %s: %d examples, %d steps of %d (%.2f epochs), buckets %s: %s.",
                config.model.checkpoint, data.task.name, len(data.train), total_steps,
                config.data.batch_size, total_steps / steps_per_epoch, buckets,
                batching.bucket_histogram(data.train, buckets))
   writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
-  progress = ProgressLogger(writer, start_step, total_steps)
+  progress = jobs.ProgressLogger(writer, start_step, total_steps)
   base_key = jax.random.key(config.seed)
   batches = batching.iterate_batches(data.train, config.data.batch_size, buckets, config.seed,
                                      start_step=start_step)
@@ -257,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           writer.add_scalar(f"eval/{name}", value, step)
     if step % config.checkpoint_every_steps == 0 or step == total_steps:
       with progress.paused():
-        manager.save(step, args=ocp.args.StandardSave(state))
+        jobs.save(manager, step, state)
   manager.wait_until_finished()
 
   results = run_eval(state.params)
@@ -266,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.close()
   nnx.update(model, jax.device_get(state.params))
   checkpoint.save_pretrained(model, workdir_path / MODEL_DIR, vocab_file=tokenizer.vocab_file,
-                             extra_config={"canao_task": data.task.name})
+                             extra_config={teacher.TASK_KEY: data.task.name})
   summary = {
       "task": data.task.name, "split": config.data.eval_split,
       "metrics": results, "main_metric": metrics.main_metric(data.task.name),
@@ -279,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "devices": [str(d) for d in mesh.devices.flat],
       "config": config.to_dict(),
   }
-  _write_json_atomically(workdir_path / EVAL_FILE, summary)
+  jobs.write_json_atomically(workdir_path / EVAL_FILE, summary)
   logging.info("%s %s: %s (written to %s).", data.task.name, config.data.eval_split,
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()), workdir_path / EVAL_FILE)
   return summary

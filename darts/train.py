@@ -9,7 +9,7 @@ the options (override any with --config.<name>=<value>).
 from absl import app, flags
 from ml_collections import config_flags
 
-from darts import finetune, logs
+from darts import finetune, jobs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -20,7 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logs.quiet_library_logs()
+  jobs.quiet_library_logs()
   summary = finetune.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   metric = summary["main_metric"]
   print(f"{summary['task']} {summary['split']} {metric}: {summary['metrics'][metric]:.4f}")

@@ -108,6 +108,13 @@ def test_make_batch_shapes_padding_and_weights():
   assert batching.make_batch(reg, 16, np.array([0]), 2)["labels"].dtype == np.float32
 
 
+def test_make_batch_gathers_extras_in_row_order():
+  ds = _dataset([3, 5, 4], max_length=8)
+  ds.extras["teacher_logits"] = np.arange(6, dtype=np.float32).reshape(3, 2)
+  batch = batching.make_batch(ds, 8, np.array([2, 0]), batch_size=3)
+  np.testing.assert_array_equal(batch["teacher_logits"], [[4, 5], [0, 1], [0, 0]])
+
+
 def _random_dataset(n=103, seed=0, max_length=32):
   rng = np.random.default_rng(seed)
   return _dataset(rng.integers(2, max_length + 1, size=n).tolist(), max_length=max_length)

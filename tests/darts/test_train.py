@@ -91,15 +91,3 @@ def test_killed_job_resumes_and_matches_uninterrupted_run(tmp_path, glue_dir):
   weights_b = safetensors.numpy.load_file(killed_dir / "model" / "model.safetensors")
   for name, value in weights_a.items():
     np.testing.assert_allclose(weights_b[name], value, atol=1e-6, err_msg=name)
-
-
-def test_task_loss_weights_ignore_padding_rows():
-  logits = np.array([[2.0, 0.0], [0.0, 2.0], [9.0, -9.0]], np.float32)
-  labels = np.array([0, 1, 1])
-  full = finetune.task_loss(logits[:2], labels[:2], np.ones(2, np.float32))
-  padded = finetune.task_loss(logits, labels, np.array([1, 1, 0], np.float32))
-  np.testing.assert_allclose(full, padded, rtol=1e-6)
-  expected = -np.log(np.exp(2) / (np.exp(2) + 1))
-  np.testing.assert_allclose(full, expected, rtol=1e-5)
-  regression = finetune.task_loss(np.array([[1.0], [3.0]]), np.array([2.0, 2.0]), np.ones(2))
-  np.testing.assert_allclose(regression, 1.0)
