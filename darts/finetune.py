@@ -41,7 +41,7 @@ class TaskData:
   eval: batching.EncodedDataset
 
 
-def _subsample(examples: list[glue.Example], limit: int, seed: int) -> list[glue.Example]:
+def subsample(examples: list[glue.Example], limit: int, seed: int) -> list[glue.Example]:
   if not limit or limit >= len(examples):
     return examples
   keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
@@ -54,7 +54,7 @@ def load_task_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceT
   task = glue.get_task(data_config.task)
 
   def encode(split: str, limit: int) -> batching.EncodedDataset:
-    examples = _subsample(glue.load_split(task.name, split, data_config.glue_dir), limit, seed)
+    examples = subsample(glue.load_split(task.name, split, data_config.glue_dir), limit, seed)
     return batching.encode(examples, tokenizer, data_config.max_length, task.is_regression)
 
   return TaskData(task, encode("train", data_config.max_train_examples),

@@ -51,13 +51,20 @@ def nested_mask(probs: jax.Array, choices: tuple[int, ...], width: int) -> jax.A
 def supernet_logits(model: BertClassifier, space: SearchSpace, probs: ArchProbs,
                     input_ids: jax.Array, attention_mask: jax.Array,
                     token_type_ids: jax.Array, *, deterministic: bool = True,
-                    rngs: nnx.Rngs | None = None) -> jax.Array:
-  """Logits of the supernet under architecture probabilities `probs` ([batch, num_labels])."""
+                    rngs: nnx.Rngs | None = None,
+                    unit_scales: dict[str, jax.Array] | None = None) -> jax.Array:
+  """Logits of the supernet under architecture probabilities `probs` ([batch, num_labels]).
+
+  `unit_scales` ({"heads": [L, num_heads], "ffn": [L, intermediate]}) multiply the masks; their
+  gradient at 1 is the importance of each head and unit (Michel et al., 2019; DynaBERT).
+  """
   bert = model.bert
   config = bert.config
   hidden_mix = HiddenMix(space.hidden_choices, probs["hidden"])
   head_masks = nested_mask(probs["heads"], space.head_choices, space.head_choices[-1])
   unit_masks = nested_mask(probs["ffn"], space.ffn_choices, space.ffn_choices[-1])
+  if unit_scales is not None:
+    head_masks, unit_masks = head_masks * unit_scales["heads"], unit_masks * unit_scales["ffn"]
   x = bert.embeddings(input_ids, token_type_ids, hidden_mix=hidden_mix,
                       deterministic=deterministic, rngs=rngs)
   bias = attention_bias(attention_mask, x.dtype)

@@ -1,0 +1,306 @@
+"""The latency-constrained architecture search behind `python -m darts.search`.
+
+  fine-tuned teacher -> supernet (the teacher's weights, heads/FFN units reordered by importance)
+  -> bilevel search (weights on train, architecture on held-out, latency penalty from the cost
+  table) -> most probable arch, repaired to the latency target -> WORKDIR/subnet + arch.json
+
+Resumes from WORKDIR/checkpoints; arch.json is written last and atomically, so its presence means
+the search finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tensorboardX
+from absl import logging
+from flax import nnx
+
+from darts import (arch_params, batching, discretize, finetune, glue, inference, jobs, losses,
+                   search_step, sharding, teacher)
+from latency_loss import table as table_lib
+from latency_loss.runtime import RuntimeSpec
+from models import checkpoint, search_space, supernet
+from models.tokenizer import WordPieceTokenizer
+
+ARCH_FILE = "arch.json"
+HISTORY_FILE = "arch_probabilities.jsonl"
+SUBNET_DIR = "subnet"
+
+
+@dataclasses.dataclass
+class SearchData:
+  task: glue.GlueTask
+  train: batching.EncodedDataset  # Weights are trained on this part of the train split...
+  held_out: batching.EncodedDataset  # ...the architecture on this disjoint part.
+  eval: batching.EncodedDataset
+
+
+def load_search_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer,
+                     seed: int) -> SearchData:
+  """Splits the (subsampled) train split into disjoint weight and architecture parts."""
+  task = glue.get_task(data_config.task)
+  examples = finetune.subsample(glue.load_split(task.name, "train", data_config.glue_dir),
+                                data_config.max_train_examples, seed)
+  order = np.random.default_rng(seed + 1).permutation(len(examples))
+  num_held_out = int(round(data_config.held_out_fraction * len(examples)))
+  if not 0 < num_held_out < len(examples):
+    raise ValueError(f"held_out_fraction={data_config.held_out_fraction} leaves no examples for "
+                     f"one side of the split of {len(examples)} train examples.")
+  encode = lambda part: batching.encode(part, tokenizer, data_config.max_length,
+                                        task.is_regression)
+  eval_examples = finetune.subsample(
+      glue.load_split(task.name, data_config.eval_split, data_config.glue_dir),
+      data_config.max_eval_examples, seed)
+  return SearchData(task, encode([examples[i] for i in order[num_held_out:]]),
+                    encode([examples[i] for i in order[:num_held_out]]), encode(eval_examples))
+
+
+def search_space_for(config: ml_collections.ConfigDict) -> search_space.SearchSpace:
+  """The configured space, at the deployment sequence length when one is given."""
+  space = search_space.get_space(config.space)
+  if config.latency.seq_len:
+    space = dataclasses.replace(space, seq_len=config.latency.seq_len)
+  return space
+
+
+def runtime_spec(latency: ml_collections.ConfigDict) -> RuntimeSpec:
+  return RuntimeSpec(backend=latency.backend, threads=latency.threads, xnnpack=latency.xnnpack,
+                     precision=latency.precision, delegate=latency.delegate,
+                     delegate_options=dict(latency.delegate_options))
+
+
+def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.SearchSpace
+                    ) -> table_lib.CostTable:
+  """The cost table, checked against the space, runtime and target the job asks for."""
+  if not latency.table:
+    raise ValueError("--config.latency.table is required; build one with `python -m "
+                     "latency_loss.build_table --config=configs/cost_table.py:space="
+                     f"{space.name} --workdir=DIR`.")
+  table = table_lib.load_table(latency.table, expect=runtime_spec(latency), space=space)
+  smallest = search_space.Arch(space.depth_choices[0], space.hidden_choices[0],
+                               (space.head_choices[0],) * space.depth_choices[0],
+                               (space.ffn_choices[0],) * space.depth_choices[0])
+  floor, ceiling = table.predict_ms(smallest), table.predict_ms(space.largest_arch())
+  if latency.target_ms < floor:
+    raise ValueError(f"The latency target {latency.target_ms} ms is below the smallest "
+                     f"architecture of space '{space.name}' ({floor:.2f} ms in "
+                     f"{latency.table}).")
+  if latency.target_ms >= ceiling:
+    logging.warning("The latency target %.2f ms is above the base model's %.2f ms: the search "
+                    "has no latency pressure.", latency.target_ms, ceiling)
+  logging.info("Cost table %s: %.2f ms (smallest arch) .. %.2f ms (base); target %.2f ms.",
+               latency.table, floor, ceiling, latency.target_ms)
+  return table
+
+
+def make_arch_optimizer(arch_optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam on the architecture logits, with a little weight decay (DARTS, FBNet)."""
+  return optax.adamw(arch_optim.lr, b1=arch_optim.b1, b2=arch_optim.b2,
+                     weight_decay=arch_optim.weight_decay)
+
+
+def unit_importance(graphdef: nnx.GraphDef, params: nnx.State, space: search_space.SearchSpace,
+                    dataset: batching.EncodedDataset, config: ml_collections.ConfigDict,
+                    mesh: jax.sharding.Mesh) -> dict[str, np.ndarray]:
+  """Sum over batches of |d loss / d scale| of every head and FFN unit of the base model."""
+  largest = {k: jnp.asarray(v) for k, v in
+             search_space.one_hot_probs(space.largest_arch(), space).items()}
+
+  def loss(scales, params, batch):
+    logits = supernet.supernet_logits(
+        nnx.merge(graphdef, params), space, largest, batch["input_ids"],
+        batch["attention_mask"], batch["token_type_ids"], unit_scales=scales)
+    return losses.model_loss(logits, batch, config.distill.weight,
+                             config.distill.temperature)[0]
+
+  grad = jax.jit(jax.grad(loss))
+  ones = {"heads": jnp.ones((space.max_layers, space.head_choices[-1])),
+          "ffn": jnp.ones((space.max_layers, space.ffn_choices[-1]))}
+  total = jax.tree.map(np.zeros_like, ones)
+  batches = batching.eval_batches(dataset, config.data.batch_size,
+                                  tuple(config.data.bucket_lengths))
+  for _, (_, batch) in zip(range(config.search.importance_batches), batches):
+    grads = grad(ones, params, sharding.shard_batch(batch, mesh))
+    total = jax.tree.map(lambda t, g: t + np.abs(np.asarray(g)), total, grads)
+  return total
+
+
+def log_probabilities(writer: tensorboardX.SummaryWriter, history: pathlib.Path,
+                      probs: dict[str, np.ndarray], space: search_space.SearchSpace,
+                      step: int) -> None:
+  """Every choice's probability to TensorBoard, and one JSON line to the history file."""
+  rows = {"depth": [(f"depth", probs["depth"], space.depth_choices)],
+          "hidden": [(f"hidden", probs["hidden"], space.hidden_choices)],
+          "heads": [(f"layer{i}_heads", row, space.head_choices)
+                    for i, row in enumerate(probs["heads"])],
+          "ffn": [(f"layer{i}_ffn", row, space.ffn_choices) for i, row in enumerate(probs["ffn"])]}
+  for decision in rows.values():
+    for name, row, choices in decision:
+      for choice, p in zip(choices, row):
+        writer.add_scalar(f"arch/{name}/{choice}", float(p), step)
+  with history.open("a") as f:
+    f.write(json.dumps({"step": step, **{k: v.tolist() for k, v in probs.items()}}) + "\n")
+
+
+def _truncate_history(history: pathlib.Path, last_step: int) -> None:
+  """Drops lines logged after the checkpoint we resume from (they will be logged again)."""
+  if history.exists():
+    lines = [line for line in history.read_text().splitlines()
+             if json.loads(line)["step"] <= last_step]
+    history.write_text("".join(line + "\n" for line in lines))
+
+
+def _sha256(path: str) -> str:
+  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs (or resumes) the search and writes arch.json and the subnet; returns arch.json."""
+  workdir_path = pathlib.Path(workdir)
+  workdir_path.mkdir(parents=True, exist_ok=True)
+  if (workdir_path / ARCH_FILE).exists():
+    logging.info("%s exists: the search in %s is complete.", ARCH_FILE, workdir)
+    return json.loads((workdir_path / ARCH_FILE).read_text())
+  space = search_space_for(config)
+  table = load_cost_table(config.latency, space)
+  table_arrays = table_lib.table_arrays(table, space)  # numpy: static shapes under jit
+  task = glue.get_task(config.data.task)
+  if not config.teacher:
+    raise ValueError("--config.teacher is required: a model fine-tuned on the task by "
+                     "darts.train (its WORKDIR/model).")
+  teacher_dir = checkpoint.resolve_model_dir(config.teacher)
+  model = teacher.load_teacher(str(teacher_dir), task.name, task.num_labels)
+  supernet.check_base_model(model.bert.config, space)
+  tokenizer = WordPieceTokenizer.from_pretrained(teacher_dir)
+  data = load_search_data(config.data, tokenizer, config.seed)
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = jax.device_put(params, replicated)
+
+  buckets = tuple(config.data.bucket_lengths)
+  if config.distill.weight:
+    predict = inference.make_predict(graphdef, mesh)
+    for part in (data.train, data.held_out):
+      part.extras["teacher_logits"] = inference.dataset_logits(
+          predict, params, part, config.data.eval_batch_size, buckets, mesh)
+
+  steps_per_epoch = batching.num_batches_per_epoch(data.train, config.data.batch_size, buckets)
+  total_steps = (config.optim.num_train_steps
+                 or max(1, round(config.optim.num_epochs * steps_per_epoch)))
+  warmup_steps = int(config.search.arch_warmup_fraction * total_steps)
+  weight_tx, schedule = finetune.make_optimizer(config.optim, total_steps)
+  arch_tx = make_arch_optimizer(config.arch_optim)
+  logits = arch_params.init_logits(space)
+  manager = jobs.checkpoint_manager(workdir_path, config.keep_checkpoints)
+  if manager.latest_step() is None:
+    importance = unit_importance(graphdef, params, space, data.train, config, mesh)
+    supernet.reorder_units(model, np.argsort(-importance["heads"], axis=1, kind="stable"),
+                           np.argsort(-importance["ffn"], axis=1, kind="stable"))
+    params = jax.device_put(nnx.state(model, nnx.Param), replicated)
+    logging.info("Reordered heads and FFN units by importance (%d batches).",
+                 config.search.importance_batches)
+  state = jax.device_put(search_step.SearchState(
+      jnp.zeros((), jnp.int32), params, weight_tx.init(params), logits, arch_tx.init(logits)),
+                         replicated)
+  state = jobs.restore_latest(manager, state)
+  start_step = int(state.step)
+
+  settings = search_step.SearchSettings(
+      relaxation=config.search.relaxation, tau_start=config.search.tau_start,
+      tau_end=config.search.tau_end, anneal_steps=total_steps,
+      second_order=config.search.second_order, unroll_lr=config.optim.lr,
+      distill_weight=config.distill.weight, distill_temperature=config.distill.temperature,
+      penalty=config.latency.penalty, target_ms=config.latency.target_ms,
+      penalty_weight=config.latency.penalty_weight, fbnet_beta=config.latency.fbnet_beta)
+  steps = {update: jax.jit(search_step.make_search_step(graphdef, space, weight_tx, arch_tx,
+                                                        table_arrays, settings, update),
+                           donate_argnums=0, out_shardings=(replicated, replicated),
+                           in_shardings=(replicated, sharding.batch_sharded(mesh), replicated))
+           for update in (False, True)}
+
+  logging.info("Searching %s on %s: %d train / %d held-out examples, %d steps (%d weight-only "
+               "warm-up), target %.2f ms (%s penalty).", space.name, data.task.name,
+               len(data.train), len(data.held_out), total_steps, warmup_steps,
+               config.latency.target_ms, config.latency.penalty)
+  writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
+  history = workdir_path / HISTORY_FILE
+  _truncate_history(history, start_step)
+  progress = jobs.ProgressLogger(writer, start_step, total_steps)
+  train_batches = batching.iterate_batches(data.train, config.data.batch_size, buckets,
+                                           config.seed, start_step=start_step)
+  held_out_batches = batching.iterate_batches(data.held_out, config.data.batch_size, buckets,
+                                              config.seed + 1, start_step=start_step)
+  base_key = jax.random.key(config.seed)
+  examples_since_log = 0.0
+  for step in range(start_step + 1, total_steps + 1):
+    batch = {"train": next(train_batches)[1], "held_out": next(held_out_batches)[1]}
+    examples_since_log += float(batch["train"]["weights"].sum())
+    state, step_metrics = steps[step > warmup_steps](
+        state, {k: sharding.shard_batch(v, mesh) for k, v in batch.items()},
+        jax.random.fold_in(base_key, step))
+    if step % config.log_every_steps == 0 or step == total_steps:
+      step_metrics = jax.device_get(step_metrics)
+      if not all(np.isfinite(v) for v in step_metrics.values()):
+        raise FloatingPointError(f"Non-finite search metrics at step {step}: {step_metrics}; "
+                                 "lower --config.optim.lr or --config.arch_optim.lr.")
+      progress.update(step, examples_since_log, step_metrics, float(schedule(step)))
+      examples_since_log = 0.0
+      log_probabilities(writer, history, arch_params.softmax_probs(state.arch_logits), space,
+                        step)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      with progress.paused():
+        jobs.save(manager, step, state)
+  manager.wait_until_finished()
+  writer.close()
+  nnx.update(model, jax.device_get(state.params))
+  return finish(config, workdir_path, model, tokenizer, space, table, data,
+                arch_params.softmax_probs(state.arch_logits), total_steps, mesh)
+
+
+def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, tokenizer,
+           space: search_space.SearchSpace, table: table_lib.CostTable, data: SearchData,
+           probs: dict[str, np.ndarray], total_steps: int,
+           mesh: jax.sharding.Mesh) -> dict[str, Any]:
+  """Discretizes, saves the sliced subnet, evaluates it, and writes arch.json last."""
+  arch, repairs = discretize.discretize(probs, space, table.predict_ms, config.latency.target_ms)
+  most_probable = discretize.most_probable_arch(probs, space)
+  for line in repairs:
+    logging.info("Repair: %s", line)
+  subnet = supernet.extract_subnet(model, space, arch)
+  checkpoint.save_pretrained(subnet, workdir / SUBNET_DIR, vocab_file=tokenizer.vocab_file,
+                             extra_config={teacher.TASK_KEY: data.task.name})
+  graphdef, params = nnx.split(subnet, nnx.Param)
+  logits = inference.dataset_logits(inference.make_predict(graphdef, mesh), params, data.eval,
+                                    config.data.eval_batch_size,
+                                    tuple(config.data.bucket_lengths), mesh)
+  summary = {
+      "arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
+      "target_ms": config.latency.target_ms,
+      "most_probable_arch": dataclasses.asdict(most_probable),
+      "most_probable_predicted_ms": table.predict_ms(most_probable), "repairs": repairs,
+      "base_predicted_ms": table.predict_ms(space.largest_arch()),
+      "table": str(pathlib.Path(config.latency.table).absolute()),
+      "table_sha256": _sha256(config.latency.table),
+      "runtime": runtime_spec(config.latency).to_dict(), "space": json.loads(space.to_json()),
+      "task": data.task.name, "teacher": str(checkpoint.resolve_model_dir(config.teacher)),
+      "subnet": str((workdir / SUBNET_DIR).absolute()), "search_steps": total_steps,
+      "probabilities": {k: v.tolist() for k, v in probs.items()},
+      "subnet_metrics_before_retraining": finetune.evaluate(logits, data.task, data.eval),
+      "config": config.to_dict(),
+  }
+  jobs.write_json_atomically(workdir / ARCH_FILE, summary)
+  logging.info("Searched arch %s: %.2f ms predicted (target %.2f ms); written to %s.",
+               arch.to_json(), summary["predicted_ms"], config.latency.target_ms,
+               workdir / ARCH_FILE)
+  return json.loads((workdir / ARCH_FILE).read_text())  # What later jobs will read.

@@ -1,0 +1,163 @@
+"""The search job end to end on the tiny space: outputs, bad input, exact resume after SIGKILL."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import cost_table as cost_table_config
+from configs import finetune as finetune_config
+from configs import search as search_config
+from darts import finetune, searching
+from latency_loss import build_table
+from models import bert, checkpoint, search_space
+
+REPO = pathlib.Path(__file__).parents[2]
+WORDS = ("a charming and affecting journey the best film of year warm funny gorgeous witty "
+         "seductive movie one most exciting films unflinchingly bleak desperate dull lifeless "
+         "mess boring too long plot is disaster nothing works in this tedious").split()
+POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",
+            "a gorgeous witty seductive movie", "one of the most exciting films"]
+NEGATIVE = ["unflinchingly bleak and desperate", "a dull lifeless mess", "boring and too long",
+            "the plot is a disaster", "nothing works in this tedious film"]
+
+
+def write_sst2(root: pathlib.Path) -> None:
+  (root / "SST-2").mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for split, size in (("train", 120), ("dev", 24)):
+    labels = rng.integers(2, size=size)
+    rows = [f"{(POSITIVE if y else NEGATIVE)[rng.integers(5)]} .\t{y}" for y in labels]
+    (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+
+
+def tiny_base_checkpoint(directory: pathlib.Path) -> pathlib.Path:
+  """A random BERT of the tiny space's base shape, with a vocabulary of the test's words."""
+  space = search_space.get_space("tiny")
+  largest = space.largest_arch()
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]
+  assert len(vocab) <= space.vocab_size
+  vocab += [f"[unused{i}]" for i in range(space.vocab_size - len(vocab))]
+  (directory / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+  (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  config = bert.BertConfig(vocab_size=space.vocab_size, hidden_size=largest.hidden_size,
+                           num_layers=largest.num_layers, num_heads=largest.heads,
+                           head_size=space.head_size, intermediate_size=largest.ffn,
+                           max_position_embeddings=space.max_position_embeddings)
+  checkpoint.save_pretrained(bert.BertModel(config, rngs=nnx.Rngs(0)), directory,
+                             vocab_file=directory / "vocab.txt")
+  return directory
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """GLUE files, a teacher fine-tuned by darts.train, and a TFLite cost table of the tiny space."""
+  root = tmp_path_factory.mktemp("search")
+  write_sst2(root / "glue")
+  config = finetune_config.get_config("task=sst2,runlocal")
+  config.model.checkpoint = str(tiny_base_checkpoint(root / "base"))
+  config.data.glue_dir = str(root / "glue")
+  finetune.train_and_evaluate(config, str(root / "teacher"))
+  build_table.build_table(cost_table_config.get_config("runlocal"), str(root / "table"))
+  return root
+
+
+def runlocal_config(setup, **latency):
+  config = search_config.get_config("task=sst2,runlocal")
+  config.teacher = str(setup / "teacher" / "model")
+  config.data.glue_dir = str(setup / "glue")
+  config.latency.table = str(setup / "table" / build_table.TABLE_NAME)
+  table = json.loads(pathlib.Path(config.latency.table).read_text())
+  config.latency.threads = table["runtime"]["threads"]
+  config.latency.target_ms = latency.pop("target_ms", None) or _middle_target(config)
+  for key, value in latency.items():
+    config.latency[key] = value
+  return config
+
+
+def _middle_target(config) -> float:
+  space = searching.search_space_for(config)
+  table = searching.table_lib.load_table(config.latency.table)
+  smallest = search_space.Arch(1, 32, (1,), (64,))
+  return (table.predict_ms(smallest) + table.predict_ms(space.largest_arch())) / 2
+
+
+def test_runlocal_search_writes_arch_within_target(setup, tmp_path):
+  config = runlocal_config(setup)
+  summary = searching.search(config, str(tmp_path))
+  arch = search_space.Arch(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in summary["arch"].items()})
+  arch.validate(search_space.get_space("tiny"))
+  assert summary["predicted_ms"] <= config.latency.target_ms
+  assert json.loads((tmp_path / "arch.json").read_text()) == summary
+  subnet = checkpoint.load_pretrained(str(tmp_path / "subnet"), num_labels=2)
+  assert subnet.bert.config.num_layers == arch.num_layers
+  assert subnet.bert.config.hidden_size == arch.hidden_size
+  history = [json.loads(line) for line in
+             (tmp_path / searching.HISTORY_FILE).read_text().splitlines()]
+  assert [h["step"] for h in history] == [2, 4, 6, 8]
+  assert np.allclose(np.sum(history[-1]["heads"], axis=-1), 1.0)
+  assert 0.0 <= summary["subnet_metrics_before_retraining"]["accuracy"] <= 1.0
+  # A finished search is not rerun.
+  assert searching.search(config, str(tmp_path)) == summary
+
+
+def test_target_below_smallest_arch_is_refused(setup, tmp_path):
+  with pytest.raises(ValueError, match="below the smallest architecture"):
+    searching.search(runlocal_config(setup, target_ms=1e-3), str(tmp_path))
+  assert not (tmp_path / "arch.json").exists()
+
+
+def test_table_of_another_runtime_is_refused(setup, tmp_path):
+  config = runlocal_config(setup)
+  config.latency.precision = "int8"
+  with pytest.raises(ValueError, match="precision"):
+    searching.search(config, str(tmp_path))
+
+
+def test_teacher_of_another_task_is_refused(setup, tmp_path):
+  config = runlocal_config(setup)
+  config.data.task = "qnli"
+  with pytest.raises(ValueError, match="fine-tuned on 'sst2', not on 'qnli'"):
+    searching.search(config, str(tmp_path))
+
+
+def _search_command(setup, workdir, config):
+  flags = [f"--config.teacher={config.teacher}", f"--config.data.glue_dir={setup / 'glue'}",
+           f"--config.latency.table={config.latency.table}",
+           f"--config.latency.threads={config.latency.threads}",
+           f"--config.latency.target_ms={config.latency.target_ms}"]
+  return [sys.executable, "-m", "darts.search", "--config=configs/search.py:task=sst2,runlocal",
+          f"--workdir={workdir}", *flags]
+
+
+def test_killed_search_resumes_to_the_same_arch(setup, tmp_path):
+  config = runlocal_config(setup)
+  uninterrupted = searching.search(config, str(tmp_path / "a"))
+  workdir = tmp_path / "b"
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  process = subprocess.Popen(_search_command(setup, workdir, config), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 300
+  while not (workdir / "checkpoints" / "2").is_dir():
+    assert process.poll() is None and time.monotonic() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (workdir / "arch.json").exists()
+  subprocess.run(_search_command(setup, workdir, config), cwd=REPO, env=env, check=True,
+                 capture_output=True)
+  resumed = json.loads((workdir / "arch.json").read_text())
+  assert resumed["arch"] == uninterrupted["arch"]
+  np.testing.assert_allclose(resumed["probabilities"]["ffn"],
+                             uninterrupted["probabilities"]["ffn"], atol=1e-6)
+  steps = [json.loads(line)["step"] for line in
+           (workdir / searching.HISTORY_FILE).read_text().splitlines()]
+  assert steps == [2, 4, 6, 8]
