@@ -1,0 +1,48 @@
+"""Most probable architecture and its greedy repair under a latency target."""
+
+import numpy as np
+import pytest
+
+from darts import discretize
+from models import search_space
+
+SPACE = search_space.SearchSpace(name="d", depth_choices=(1, 2), hidden_choices=(32, 64),
+                                 head_choices=(1, 2), ffn_choices=(64, 128), head_size=16,
+                                 seq_len=16, vocab_size=100, max_position_embeddings=64)
+
+
+def predict(arch):  # A latency model where FFN width is cheap and hidden size is expensive.
+  return arch.hidden_size / 8 + sum(2 * h + f / 64 for h, f in zip(arch.heads, arch.ffn))
+
+
+def probs(depth=(0.1, 0.9), hidden=(0.2, 0.8), heads=((0.1, 0.9), (0.3, 0.7)),
+          ffn=((0.45, 0.55), (0.4, 0.6))):
+  return {"depth": np.array(depth), "hidden": np.array(hidden), "heads": np.array(heads),
+          "ffn": np.array(ffn)}
+
+
+def test_most_probable_arch():
+  arch = discretize.most_probable_arch(probs(), SPACE)
+  assert arch == search_space.Arch(2, 64, (2, 2), (128, 128))
+  short = discretize.most_probable_arch(probs(depth=(0.7, 0.3)), SPACE)
+  assert short == search_space.Arch(1, 64, (2,), (128,))
+
+
+def test_fitting_arch_is_not_repaired():
+  arch, repairs = discretize.discretize(probs(), SPACE, predict, target_ms=1e9)
+  assert repairs == [] and arch == search_space.Arch(2, 64, (2, 2), (128, 128))
+
+
+def test_repair_takes_least_probability_per_millisecond_until_it_fits():
+  # Most probable: 8 + (4 + 2) * 2 = 20 ms. Log-probability lost per ms saved: layer 0 FFN
+  # log(.55/.45)/1 = 0.20, hidden log(.8/.2)/4 = 0.35, depth log(.9/.1)/6 = 0.37, layer 1 FFN
+  # log(.6/.4)/1 = 0.41, layer 1 heads log(.7/.3)/2 = 0.42, layer 0 heads log(.9/.1)/2 = 1.1.
+  arch, repairs = discretize.discretize(probs(), SPACE, predict, target_ms=16.5)
+  assert repairs == ["layer 0 ffn 128->64: 20.00 -> 19.00 ms",
+                     "hidden 64->32: 19.00 -> 15.00 ms"]
+  assert arch == search_space.Arch(2, 32, (2, 2), (64, 128))
+
+
+def test_target_below_the_smallest_arch_is_an_error():
+  with pytest.raises(ValueError, match="below the smallest architecture"):
+    discretize.discretize(probs(), SPACE, predict, target_ms=1.0)
