@@ -201,8 +201,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.add_scalar(f"eval/{name}", value, total_steps)
   writer.close()
   nnx.update(model, jax.device_get(state.params))
-  checkpoint.save_pretrained(model, workdir_path / MODEL_DIR, vocab_file=tokenizer.vocab_file,
+  checkpoint.save_pretrained(model, workdir_path / MODEL_DIR,
                              extra_config={teacher.TASK_KEY: data.task.name})
+  tokenizer.save_pretrained(workdir_path / MODEL_DIR)
   summary = {
       "task": data.task.name, "split": config.data.eval_split,
       "metrics": results, "main_metric": metrics.main_metric(data.task.name),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging as std_logging
-import os
 import pathlib
-import tempfile
 import time
 from typing import Iterator, TypeVar
 
@@ -15,6 +13,8 @@ import jax
 import orbax.checkpoint as ocp
 import tensorboardX
 from absl import logging
+
+from models import checkpoint
 
 State = TypeVar("State")
 
@@ -88,10 +88,8 @@ class ProgressLogger:
 
 def write_json_atomically(path: pathlib.Path, payload: dict) -> None:
   """Writes JSON under a temporary name, then renames: readers never see a partial file."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  text = json.dumps(payload, indent=2, sort_keys=True)
+  checkpoint.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 class _DropChattyLibraries(std_logging.Filter):

@@ -139,15 +139,13 @@ def log_probabilities(writer: tensorboardX.SummaryWriter, history: pathlib.Path,
                       probs: dict[str, np.ndarray], space: search_space.SearchSpace,
                       step: int) -> None:
   """Every choice's probability to TensorBoard, and one JSON line to the history file."""
-  rows = {"depth": [(f"depth", probs["depth"], space.depth_choices)],
-          "hidden": [(f"hidden", probs["hidden"], space.hidden_choices)],
-          "heads": [(f"layer{i}_heads", row, space.head_choices)
-                    for i, row in enumerate(probs["heads"])],
-          "ffn": [(f"layer{i}_ffn", row, space.ffn_choices) for i, row in enumerate(probs["ffn"])]}
-  for decision in rows.values():
-    for name, row, choices in decision:
-      for choice, p in zip(choices, row):
-        writer.add_scalar(f"arch/{name}/{choice}", float(p), step)
+  rows = [("depth", probs["depth"], space.depth_choices),
+          ("hidden", probs["hidden"], space.hidden_choices)]
+  rows += [(f"layer{i}_heads", row, space.head_choices) for i, row in enumerate(probs["heads"])]
+  rows += [(f"layer{i}_ffn", row, space.ffn_choices) for i, row in enumerate(probs["ffn"])]
+  for name, row, choices in rows:
+    for choice, p in zip(choices, row):
+      writer.add_scalar(f"arch/{name}/{choice}", float(p), step)
   with history.open("a") as f:
     f.write(json.dumps({"step": step, **{k: v.tolist() for k, v in probs.items()}}) + "\n")
 
@@ -278,8 +276,9 @@ def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, toke
   for line in repairs:
     logging.info("Repair: %s", line)
   subnet = supernet.extract_subnet(model, space, arch)
-  checkpoint.save_pretrained(subnet, workdir / SUBNET_DIR, vocab_file=tokenizer.vocab_file,
+  checkpoint.save_pretrained(subnet, workdir / SUBNET_DIR,
                              extra_config={teacher.TASK_KEY: data.task.name})
+  tokenizer.save_pretrained(workdir / SUBNET_DIR)
   graphdef, params = nnx.split(subnet, nnx.Param)
   logits = inference.dataset_logits(inference.make_predict(graphdef, mesh), params, data.eval,
                                     config.data.eval_batch_size,

@@ -18,7 +18,7 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -235,9 +235,10 @@ def model_weights(model: BertModel | BertClassifier) -> dict[str, np.ndarray]:
 
 
 def save_pretrained(model: BertModel | BertClassifier, out_dir: str | os.PathLike[str], *,
-                    vocab_file: str | os.PathLike[str] | None = None,
                     extra_config: dict | None = None) -> pathlib.Path:
-  """Writes config.json, model.safetensors (and vocab.txt) so `load_pretrained` reads them back.
+  """Writes config.json and model.safetensors so `load_pretrained` reads them back.
+
+  The tokenizer saves its own files (`WordPieceTokenizer.save_pretrained`).
 
   Files are written under temporary names and renamed, so an interrupted save never leaves a
   file that looks complete.
@@ -250,13 +251,10 @@ def save_pretrained(model: BertModel | BertClassifier, out_dir: str | os.PathLik
     hf_config.update(architectures=["BertForSequenceClassification"],
                      num_labels=model.num_labels)
   hf_config.update(extra_config or {})
-  _atomic_write(out_dir / WEIGHTS_FILE,
+  atomic_write(out_dir / WEIGHTS_FILE,
                 lambda f: safetensors.numpy.save_file(model_weights(model), f))
-  _atomic_write(out_dir / CONFIG_FILE,
+  atomic_write(out_dir / CONFIG_FILE,
                 lambda f: pathlib.Path(f).write_text(json.dumps(hf_config, indent=2)))
-  if vocab_file is not None:
-    _atomic_write(out_dir / VOCAB_FILE,
-                  lambda f: pathlib.Path(f).write_bytes(pathlib.Path(vocab_file).read_bytes()))
   return out_dir
 
 
@@ -278,7 +276,8 @@ def _config_to_hf(config: BertConfig) -> dict:
   return hf
 
 
-def _atomic_write(path: pathlib.Path, write) -> None:
+def atomic_write(path: pathlib.Path, write: Callable[[str], object]) -> None:
+  """Calls `write(temporary_path)`, then renames it to `path`."""
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   os.close(fd)
   try:

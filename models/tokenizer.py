@@ -14,7 +14,9 @@ from typing import Sequence
 
 import tokenizers
 
-from models.checkpoint import VOCAB_FILE
+from models.checkpoint import VOCAB_FILE, atomic_write
+
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, token_type_ids), with [CLS] and [SEP].
 
@@ -34,6 +36,8 @@ class WordPieceTokenizer:
         str(vocab_file), lowercase=lowercase, strip_accents=strip_accents,
         handle_chinese_chars=tokenize_chinese_chars, clean_text=True)
     self.vocab_file = vocab_file
+    self.options = {"do_lower_case": lowercase, "strip_accents": strip_accents,
+                    "tokenize_chinese_chars": tokenize_chinese_chars}
     vocab = self._tokenizer.get_vocab()
     missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:
@@ -47,13 +51,22 @@ class WordPieceTokenizer:
     """Reads vocab.txt and the casing options of tokenizer_config.json, when present."""
     model_dir = pathlib.Path(model_dir)
     options = {}
-    config_path = model_dir / "tokenizer_config.json"
+    config_path = model_dir / TOKENIZER_CONFIG_FILE
     if config_path.is_file():
       config = json.loads(config_path.read_text())
       options = dict(lowercase=config.get("do_lower_case", True),
                      strip_accents=config.get("strip_accents"),
                      tokenize_chinese_chars=config.get("tokenize_chinese_chars", True))
     return cls(model_dir / VOCAB_FILE, **options)
+
+  def save_pretrained(self, out_dir: str | os.PathLike[str]) -> None:
+    """Writes vocab.txt and tokenizer_config.json (the casing options) into `out_dir`."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = self.vocab_file.read_bytes()
+    atomic_write(out_dir / VOCAB_FILE, lambda f: pathlib.Path(f).write_bytes(vocab))
+    config = json.dumps({**self.options, "tokenizer_class": "BertTokenizer"}, indent=2)
+    atomic_write(out_dir / TOKENIZER_CONFIG_FILE, lambda f: pathlib.Path(f).write_text(config))
 
   def _truncate_to(self, max_length: int) -> None:
     if max_length < 3:

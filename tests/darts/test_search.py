@@ -14,6 +14,7 @@ from flax import nnx
 
 from configs import cost_table as cost_table_config
 from configs import finetune as finetune_config
+from configs import retrain as retrain_config
 from configs import search as search_config
 from darts import finetune, searching
 from latency_loss import build_table
@@ -51,8 +52,7 @@ def tiny_base_checkpoint(directory: pathlib.Path) -> pathlib.Path:
                            num_layers=largest.num_layers, num_heads=largest.heads,
                            head_size=space.head_size, intermediate_size=largest.ffn,
                            max_position_embeddings=space.max_position_embeddings)
-  checkpoint.save_pretrained(bert.BertModel(config, rngs=nnx.Rngs(0)), directory,
-                             vocab_file=directory / "vocab.txt")
+  checkpoint.save_pretrained(bert.BertModel(config, rngs=nnx.Rngs(0)), directory)
   return directory
 
 
@@ -89,9 +89,16 @@ def _middle_target(config) -> float:
   return (table.predict_ms(smallest) + table.predict_ms(space.largest_arch())) / 2
 
 
-def test_runlocal_search_writes_arch_within_target(setup, tmp_path):
+@pytest.fixture(scope="module")
+def searched(setup):
+  """A finished runlocal search: (config, workdir, arch.json contents)."""
   config = runlocal_config(setup)
-  summary = searching.search(config, str(tmp_path))
+  workdir = setup / "searched"
+  return config, workdir, searching.search(config, str(workdir))
+
+
+def test_runlocal_search_writes_arch_within_target(searched):
+  config, tmp_path, summary = searched
   arch = search_space.Arch(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in summary["arch"].items()})
   arch.validate(search_space.get_space("tiny"))
@@ -138,9 +145,20 @@ def _search_command(setup, workdir, config):
           f"--workdir={workdir}", *flags]
 
 
-def test_killed_search_resumes_to_the_same_arch(setup, tmp_path):
-  config = runlocal_config(setup)
-  uninterrupted = searching.search(config, str(tmp_path / "a"))
+def test_retraining_the_searched_arch_with_distillation(searched, tmp_path):
+  _, search_dir, summary = searched
+  config = retrain_config.get_config(f"arch={search_dir / 'arch.json'},runlocal")
+  assert config.distill.teacher == summary["teacher"]
+  result = finetune.train_and_evaluate(config, str(tmp_path))
+  retrained = checkpoint.load_pretrained(str(tmp_path / "model"), num_labels=2)
+  assert retrained.bert.config.num_heads == tuple(summary["arch"]["heads"])
+  assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+  with pytest.raises(ValueError, match="does not exist"):
+    retrain_config.get_config(f"arch={tmp_path / 'missing.json'}")
+
+
+def test_killed_search_resumes_to_the_same_arch(setup, searched, tmp_path):
+  config, _, uninterrupted = searched
   workdir = tmp_path / "b"
   env = {**os.environ, "PYTHONPATH": str(REPO)}
   process = subprocess.Popen(_search_command(setup, workdir, config), cwd=REPO, env=env,

@@ -61,3 +61,14 @@ def test_batch_equals_one_by_one(tokenizers):
 def test_missing_vocabulary_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="vocab.txt does not exist"):
     WordPieceTokenizer.from_pretrained(tmp_path)
+
+
+def test_save_pretrained_keeps_vocabulary_and_casing(tokenizers, tmp_path):
+  ours, _ = tokenizers
+  ours.save_pretrained(tmp_path)
+  again = WordPieceTokenizer.from_pretrained(tmp_path)
+  assert again.options == ours.options
+  assert again.encode(*PAIRS[0]) == ours.encode(*PAIRS[0])
+  cased = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=False)
+  cased.save_pretrained(tmp_path / "cased")
+  assert WordPieceTokenizer.from_pretrained(tmp_path / "cased").options["do_lower_case"] is False
