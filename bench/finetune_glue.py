@@ -1,6 +1,6 @@
 """Fine-tunes the MiniLM checkpoint on GLUE tasks and records dev metrics, wall time and speed.
 
-  GLUE_DIR=../shared/data/glue .venv/bin/python bench/finetune_glue.py \
+  GLUE_DIR=../shared/data/glue .venv/bin/python -m bench.finetune_glue \
       --tasks=sst2,mrpc --workdir=runs/bench_finetune \
       --task_flags=sst2:--config.optim.num_epochs=1
 
@@ -12,14 +12,14 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import shlex
 import subprocess
 import sys
 import time
 
-import jax
 from absl import app, flags
+
+from bench.machine import machine_facts
 
 _TASKS = flags.DEFINE_list("tasks", ["sst2", "mrpc"], "GLUE tasks to fine-tune.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bench_finetune", "Parent of the task workdirs.")
@@ -30,13 +30,6 @@ _OUT = flags.DEFINE_string("out", "bench/results/finetune_glue", "Result path wi
 # Published dev results of MiniLM-L6-H384 (Wang et al., 2020, Table 3 / the model card).
 ANCHORS = {"sst2": ("accuracy", 0.915), "mrpc": ("accuracy", 0.889)}
 GOALS = {"sst2": ("accuracy", 0.89), "mrpc": ("f1", 0.85)}
-
-
-def machine_facts() -> dict:
-  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-              if line.startswith("model name")), platform.processor())
-  return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-          "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()]}
 
 
 def run_task(task: str, extra: list[str]) -> dict:

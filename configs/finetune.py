@@ -23,6 +23,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, task="sst2", runlocal=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # bfloat16 runs the forward/backward pass in bfloat16 (TPU/GPU); parameters stay float32.
+  config.compute_dtype = "float32"
 
   config.model = ml_collections.ConfigDict()
   config.model.checkpoint = "minilm"  # Local directory, 'minilm', or Hugging Face Hub id.

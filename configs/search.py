@@ -24,6 +24,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   base = finetune.get_config(f"task={args.task}{',runlocal' if args.runlocal else ''}")
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # bfloat16 runs the supernet in bfloat16 (TPU/GPU); weights and architecture logits stay float32.
+  config.compute_dtype = "float32"
   config.teacher = ""  # A darts.train WORKDIR/model fine-tuned on the same task.
   config.space = "tiny" if args.runlocal else args.space
 

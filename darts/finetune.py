@@ -21,7 +21,7 @@ from absl import logging
 from flax import nnx
 
 from darts import batching, glue, inference, jobs, losses, metrics, sharding, teacher
-from models import checkpoint
+from models import bert, checkpoint
 from models.tokenizer import WordPieceTokenizer
 
 EVAL_FILE = "eval.json"
@@ -82,16 +82,17 @@ def make_optimizer(optim: ml_collections.ConfigDict,
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    distill: ml_collections.ConfigDict
+                    distill: ml_collections.ConfigDict, compute_dtype: str = "float32"
                     ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
   """Returns the pure step `(state, batch, rng) -> (state, metrics)`."""
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     def loss_fn(params):
-      model = nnx.merge(graphdef, params)
+      model = nnx.merge(graphdef, bert.compute_view(params, compute_dtype))
       logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                      deterministic=False, rngs=nnx.Rngs(dropout=rng))
-      return losses.model_loss(logits, batch, distill.weight, distill.temperature)
+      return losses.model_loss(logits.astype(jnp.float32), batch, distill.weight,
+                               distill.temperature)
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -157,7 +158,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jobs.restore_latest(manager, state)
   start_step = int(state.step)
 
-  train_step = jax.jit(make_train_step(graphdef, tx, config.distill), donate_argnums=0,
+  train_step = jax.jit(make_train_step(graphdef, tx, config.distill, config.compute_dtype),
+                       donate_argnums=0,
                        in_shardings=(replicated, sharding.batch_sharded(mesh), replicated),
                        out_shardings=(replicated, replicated))
   predict = inference.make_predict(graphdef, mesh)

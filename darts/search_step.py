@@ -20,6 +20,7 @@ from flax import nnx
 
 from darts import arch_params, losses
 from latency_loss import expected
+from models.bert import compute_view
 from models.search_space import SearchSpace
 from models.supernet import supernet_logits
 
@@ -50,6 +51,7 @@ class SearchSettings:
   target_ms: float = 20.0
   penalty_weight: float = 1.0  # lambda of hinge/proxyless, alpha of FBNet.
   fbnet_beta: float = 0.6
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
     if self.penalty not in PENALTIES:
@@ -87,11 +89,12 @@ def make_search_step(graphdef: nnx.GraphDef, space: SearchSpace,
   """
 
   def supernet_loss(params, probs, batch, rng):
-    model = nnx.merge(graphdef, params)
-    logits = supernet_logits(model, space, probs, batch["input_ids"], batch["attention_mask"],
-                             batch["token_type_ids"], deterministic=False,
-                             rngs=nnx.Rngs(dropout=rng))
-    return losses.model_loss(logits, batch, settings.distill_weight,
+    model = nnx.merge(graphdef, compute_view(params, settings.compute_dtype))
+    compute_probs = compute_view(probs, settings.compute_dtype)
+    logits = supernet_logits(model, space, compute_probs, batch["input_ids"],
+                             batch["attention_mask"], batch["token_type_ids"],
+                             deterministic=False, rngs=nnx.Rngs(dropout=rng))
+    return losses.model_loss(logits.astype(jnp.float32), batch, settings.distill_weight,
                              settings.distill_temperature)
 
   def arch_loss(logits, params, batch, tau, rng):

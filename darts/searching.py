@@ -220,7 +220,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       second_order=config.search.second_order, unroll_lr=config.optim.lr,
       distill_weight=config.distill.weight, distill_temperature=config.distill.temperature,
       penalty=config.latency.penalty, target_ms=config.latency.target_ms,
-      penalty_weight=config.latency.penalty_weight, fbnet_beta=config.latency.fbnet_beta)
+      penalty_weight=config.latency.penalty_weight, fbnet_beta=config.latency.fbnet_beta,
+      compute_dtype=config.compute_dtype)
   steps = {update: jax.jit(search_step.make_search_step(graphdef, space, weight_tx, arch_tx,
                                                         table_arrays, settings, update),
                            donate_argnums=0, out_shardings=(replicated, replicated),

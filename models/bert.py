@@ -82,6 +82,24 @@ class BertConfig:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_view(params: Any, compute_dtype: str) -> Any:
+  """Floating parameters cast to the compute dtype; the float32 masters stay untouched.
+
+  Call inside the loss function: gradients flow back through the cast to the float32 masters,
+  so bfloat16 matmuls on TPU/GPU do not cost optimizer precision.
+  """
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}.")
+  if compute_dtype == "float32":
+    return params
+  dtype = jnp.dtype(compute_dtype)
+  return jax.tree.map(lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p,
+                      params)
+
+
 class BertOutput(NamedTuple):
   last_hidden_state: jax.Array  # [batch, length, hidden]
   pooled_output: jax.Array  # [batch, hidden]

@@ -131,3 +131,19 @@ def test_eight_devices_give_the_same_updates_as_one():
                           text=True, cwd=here.parents[1])
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().endswith("same")
+
+
+def test_bfloat16_compute_keeps_float32_masters_and_tracks_float32_loss():
+  graphdef, params = nnx.split(tiny_model(), nnx.Param)
+  weight_tx, arch_tx = optax.adamw(1e-3), optax.adam(1e-2)
+  metrics, states = {}, {}
+  for dtype in ("float32", "bfloat16"):
+    settings = search_step.SearchSettings(target_ms=3.0, compute_dtype=dtype)
+    step = jax.jit(search_step.make_search_step(graphdef, SPACE, weight_tx, arch_tx, table(),
+                                                settings, update_arch=True))
+    states[dtype], metrics[dtype] = step(initial_state(params, weight_tx, arch_tx), batch(0),
+                                         jax.random.key(0))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(states["bfloat16"].params)
+             if jnp.issubdtype(x.dtype, jnp.floating))
+  assert states["bfloat16"].arch_logits["ffn"].dtype == jnp.float32
+  np.testing.assert_allclose(metrics["bfloat16"]["loss"], metrics["float32"]["loss"], rtol=0.05)

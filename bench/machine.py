@@ -1,0 +1,14 @@
+"""Facts about the machine a benchmark ran on, recorded with every result."""
+
+import os
+import platform
+
+import jax
+
+
+def machine_facts() -> dict:
+  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+              if line.startswith("model name")), platform.processor())
+  return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+          "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
+          "load_average": os.getloadavg()}
