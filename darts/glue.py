@@ -117,6 +117,16 @@ _TRAIN_DEV_FILES = (("train", "train.tsv"), ("dev", "dev.tsv"))
 _TRAIN_DEV_HUB = (("train", "train"), ("dev", "validation"))
 _BINARY_TSV = ("0", "1")
 
+_MNLI = GlueTask(
+    name="mnli", dir_name="MNLI", text_columns=(8, 9), label_column=-1,
+    label_names=("entailment", "neutral", "contradiction"),
+    tsv_label_values=("entailment", "neutral", "contradiction"), has_header=True,
+    header_names=("sentence1", "sentence2", "gold_label"), num_columns=None,
+    split_files=(("train", "train.tsv"), ("dev", "dev_matched.tsv")),
+    metric_names=("accuracy",), hub_config="mnli",
+    hub_text_columns=("premise", "hypothesis"),
+    hub_splits=(("train", "train"), ("dev", "validation_matched")))
+
 TASKS: dict[str, GlueTask] = {
     task.name: task for task in (
         GlueTask(
@@ -152,24 +162,11 @@ TASKS: dict[str, GlueTask] = {
             num_columns=None, split_files=_TRAIN_DEV_FILES,
             metric_names=("f1", "accuracy", "accuracy_f1_mean"), hub_config="qqp",
             hub_text_columns=("question1", "question2"), hub_splits=_TRAIN_DEV_HUB),
-        GlueTask(
-            name="mnli", dir_name="MNLI", text_columns=(8, 9), label_column=-1,
-            label_names=("entailment", "neutral", "contradiction"),
-            tsv_label_values=("entailment", "neutral", "contradiction"), has_header=True,
-            header_names=("sentence1", "sentence2", "gold_label"), num_columns=None,
-            split_files=(("train", "train.tsv"), ("dev", "dev_matched.tsv")),
-            metric_names=("accuracy",), hub_config="mnli",
-            hub_text_columns=("premise", "hypothesis"),
-            hub_splits=(("train", "train"), ("dev", "validation_matched"))),
+        _MNLI,
         # MNLI evaluated on the mismatched dev set; same training data as "mnli".
-        GlueTask(
-            name="mnli_mm", dir_name="MNLI", text_columns=(8, 9), label_column=-1,
-            label_names=("entailment", "neutral", "contradiction"),
-            tsv_label_values=("entailment", "neutral", "contradiction"), has_header=True,
-            header_names=("sentence1", "sentence2", "gold_label"), num_columns=None,
+        dataclasses.replace(
+            _MNLI, name="mnli_mm",
             split_files=(("train", "train.tsv"), ("dev", "dev_mismatched.tsv")),
-            metric_names=("accuracy",), hub_config="mnli",
-            hub_text_columns=("premise", "hypothesis"),
             hub_splits=(("train", "train"), ("dev", "validation_mismatched"))),
         GlueTask(
             name="qnli", dir_name="QNLI", text_columns=(1, 2), label_column=3,

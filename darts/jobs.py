@@ -12,11 +12,32 @@ from typing import Iterator, TypeVar
 import jax
 import orbax.checkpoint as ocp
 import tensorboardX
-from absl import logging
+from absl import flags, logging
+from ml_collections import config_flags
 
 from models import checkpoint
 
 State = TypeVar("State")
+
+
+def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
+  """The flags every job takes: --config (a config file), --workdir and --multihost."""
+  config = config_flags.DEFINE_config_file("config", None, f"{what} config file.",
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results; "
+                                "rerunning with the same one resumes.")
+  multihost = flags.DEFINE_bool(
+      "multihost", False, "Call jax.distributed.initialize() first: one process per host (TPU "
+      "pods, multi-node GPU); every host builds the same batches and keeps its devices' shards.")
+  flags.mark_flags_as_required(["config", "workdir"])
+  return config, workdir, multihost
+
+
+def start_job(multihost: bool) -> None:
+  """Common start of a job's main: readable logs, and the distributed runtime when asked."""
+  quiet_library_logs()
+  if multihost:
+    jax.distributed.initialize()
 
 
 def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:

@@ -6,27 +6,17 @@ Restarting with the same --workdir resumes from the last checkpoint. See configs
 the options (override any with --config.<name>=<value>).
 """
 
-import jax
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from darts import finetune, jobs
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-_MULTIHOST = flags.DEFINE_bool(
-    "multihost", False, "Call jax.distributed.initialize() first: one process per host (TPU "
-    "pods, multi-node GPU); every host builds the same batches and keeps its devices' shards.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Training")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  jobs.quiet_library_logs()
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
+  jobs.start_job(_MULTIHOST.value)
   summary = finetune.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   metric = summary["main_metric"]
   print(f"{summary['task']} {summary['split']} {metric}: {summary['metrics'][metric]:.4f}")
