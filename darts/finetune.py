@@ -61,10 +61,15 @@ def load_task_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceT
                   encode(data_config.eval_split, data_config.max_eval_examples))
 
 
-def _decay_mask(params: nnx.State) -> Any:
-  # BERT's recipe: no weight decay on biases and LayerNorm parameters.
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], "key", None) in ("kernel", "embedding"), params)
+def decay_mask(params: nnx.State) -> Any:
+  """True for kernels and embeddings: BERT's recipe spares biases and LayerNorm parameters."""
+
+  def decays(path, _) -> bool:
+    # NNX paths end in the Variable's `value` attribute; the parameter's name is the last key.
+    names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+    return names[-1] in ("kernel", "embedding")
+
+  return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict,
@@ -77,7 +82,7 @@ def make_optimizer(optim: ml_collections.ConfigDict,
   tx = optax.chain(
       optax.clip_by_global_norm(optim.clip_norm),
       optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                  weight_decay=optim.weight_decay, mask=_decay_mask))
+                  weight_decay=optim.weight_decay, mask=decay_mask))
   return tx, schedule
 
 
