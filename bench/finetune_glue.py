@@ -19,7 +19,7 @@ import time
 
 from absl import app, flags
 
-from bench.machine import machine_facts
+from bench.machine import code_version, machine_facts
 
 _TASKS = flags.DEFINE_list("tasks", ["sst2", "mrpc"], "GLUE tasks to fine-tune.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bench_finetune", "Parent of the task workdirs.")
@@ -75,6 +75,7 @@ def main(argv):
     extra.setdefault(task, []).append(flag)
   results = [run_task(task, extra[task]) for task in _TASKS.value]
   report = {"date": datetime.date.today().isoformat(), "machine": machine_facts(),
+            "code": code_version(),
             "glue_dir": os.environ.get("GLUE_DIR", ""), "results": results,
             "bench_command": shlex.join(["python", *sys.argv])}
   out = pathlib.Path(_OUT.value)

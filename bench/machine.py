@@ -2,6 +2,7 @@
 
 import os
 import platform
+import subprocess
 
 import jax
 
@@ -12,3 +13,9 @@ def machine_facts() -> dict:
   return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
           "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
           "load_average": os.getloadavg()}
+
+
+def code_version() -> dict:
+  """The commit the benchmark ran, and whether the work tree had uncommitted changes."""
+  git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+  return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}

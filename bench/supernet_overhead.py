@@ -24,7 +24,7 @@ import optax
 from absl import app, flags
 from flax import nnx
 
-from bench.machine import machine_facts
+from bench.machine import code_version, machine_facts
 from darts import arch_params, finetune, search_step
 from models import checkpoint, search_space
 
@@ -93,6 +93,7 @@ def main(argv):
                    "memory": r["total_bytes"] / fixed["total_bytes"]}
             for name, r in results.items() if name != "fixed"}
   report = {"date": datetime.date.today().isoformat(), "machine": machine_facts(),
+            "code": code_version(),
             "command": shlex.join(["python", *sys.argv]), "batch": b, "seq_len": length,
             "results": results, "ratios_vs_fixed": ratios,
             "goal": {"time": 1.15, "memory": 1.3, "applies_to": "supernet_weights"}}
