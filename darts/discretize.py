@@ -17,8 +17,8 @@ def most_probable_arch(probs: dict[str, np.ndarray], space: SearchSpace) -> Arch
   depth = space.depth_choices[int(np.argmax(probs["depth"]))]
   return Arch(num_layers=depth,
               hidden_size=space.hidden_choices[int(np.argmax(probs["hidden"]))],
-              heads=tuple(space.head_choices[int(np.argmax(row))] for row in probs["heads"][:depth]),
-              ffn=tuple(space.ffn_choices[int(np.argmax(row))] for row in probs["ffn"][:depth]))
+              heads=tuple(space.head_choices[int(np.argmax(r))] for r in probs["heads"][:depth]),
+              ffn=tuple(space.ffn_choices[int(np.argmax(r))] for r in probs["ffn"][:depth]))
 
 
 def _log_prob(row: np.ndarray, choices: tuple[int, ...], value: int) -> float:
