@@ -1,0 +1,140 @@
+"""LiteRT (TFLite) latency on this host, through `ai_edge_litert`'s signature runner."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import interpreter as litert
+
+from export import tf_builder
+from latency_loss.blocks import Block, reference_arch
+from latency_loss.runtime import RuntimeSpec
+from latency_loss.timing import Stats, TimingProtocol, time_callable
+from models.search_space import Arch, SearchSpace
+
+
+class _NullModule(tf.Module):
+  """The cheapest graph with a block's signature: measures invocation and I/O overhead.
+
+  Each output depends on the inputs (so nothing is constant-folded away) through one
+  elementwise op that XNNPACK takes, a few microseconds of compute.
+  """
+
+  def __init__(self, block: Block, space: SearchSpace):
+    super().__init__(name="null")
+    ones = tf.ones([block.hidden])
+
+    def embeddings(input_ids, token_type_ids):
+      return {"hidden": tf.cast(input_ids + token_type_ids, tf.float32)[..., tf.newaxis] * ones}
+
+    def layer(hidden, attention_mask):
+      return {"hidden": hidden + tf.cast(attention_mask, tf.float32)[..., tf.newaxis]}
+
+    def head(hidden):
+      return {"logits": hidden[:, 0, :space.num_labels] * 2.0}
+
+    def model(input_ids, attention_mask, token_type_ids):
+      summed = tf.cast(input_ids + attention_mask + token_type_ids, tf.float32)
+      return {"logits": summed[:, :space.num_labels] * 2.0}
+
+    fn = {"embeddings": embeddings, "layer": layer, "head": head, "model": model}[block.kind]
+    self.serve = tf.function(
+        fn, input_signature=tf_builder.block_signature(block.kind, space, block.hidden))
+
+
+def build_module(block: Block, space: SearchSpace) -> tf.Module:
+  """The TF module of `block` (random weights), or of its null counterpart."""
+  h = block.hidden
+  if block.null:
+    return _NullModule(block, space)
+  if block.kind == "embeddings":
+    return tf_builder.EmbeddingsModule(space, h)
+  if block.kind == "layer":
+    return tf_builder.EncoderLayerModule(space, h, block.heads, block.ffn)
+  if block.kind == "context":
+    return tf_builder.BertModule(reference_arch(space, h), space)
+  return tf_builder.HeadModule(space, h)
+
+
+def make_interpreter(model: bytes, runtime: RuntimeSpec) -> litert.Interpreter:
+  """An interpreter configured exactly as `runtime` says (threads, XNNPACK, delegate)."""
+  delegates = None
+  if runtime.delegate:
+    try:
+      delegates = [litert.load_delegate(runtime.delegate, dict(runtime.delegate_options))]
+    except (OSError, ValueError) as e:
+      raise ValueError(f"RuntimeSpec.delegate: cannot load '{runtime.delegate}': {e}") from None
+  resolver = (litert.OpResolverType.AUTO if runtime.xnnpack
+              else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  return litert.Interpreter(model_content=model, num_threads=runtime.threads,
+                            experimental_delegates=delegates,
+                            experimental_op_resolver_type=resolver)
+
+
+def random_inputs(runner: litert.SignatureRunner, space: SearchSpace,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+  """Valid random feeds for every input of a signature (ids < vocab, all-ones mask)."""
+  rng = np.random.default_rng(seed)
+  feeds = {}
+  for name, detail in runner.get_input_details().items():
+    shape, dtype = detail["shape"], detail["dtype"]
+    if name == "input_ids":
+      feeds[name] = rng.integers(0, space.vocab_size, shape).astype(dtype)
+    elif name == "attention_mask":
+      feeds[name] = np.ones(shape, dtype)
+    elif name == "token_type_ids":
+      feeds[name] = np.zeros(shape, dtype)
+    else:
+      feeds[name] = rng.normal(size=shape).astype(dtype)
+  return feeds
+
+
+def time_model(model: bytes, space: SearchSpace, runtime: RuntimeSpec,
+               protocol: TimingProtocol) -> Stats:
+  """Times one full signature-runner call (set inputs, invoke, read outputs)."""
+  runner = make_interpreter(model, runtime).get_signature_runner()
+  feeds = random_inputs(runner, space)
+  call: Callable[[], object] = lambda: runner(**feeds)
+  return time_callable(call, protocol)
+
+
+class TFLiteBackend:
+  """Builds, converts and times blocks and whole architectures with LiteRT."""
+
+  name = "tflite"
+
+  def __init__(self, space: SearchSpace, runtime: RuntimeSpec, protocol: TimingProtocol):
+    if runtime.backend != self.name:
+      raise ValueError(f"TFLiteBackend got RuntimeSpec.backend='{runtime.backend}'")
+    self.space, self.runtime, self.protocol = space, runtime, protocol
+    # Whole-model flatbuffers, kept on disk: validation times each architecture in several
+    # rounds, and converting a model costs more than timing it.
+    self._arch_dir = tempfile.TemporaryDirectory(prefix="canao_tflite_")
+
+  def facts(self) -> dict[str, str]:
+    return {"litert": importlib.metadata.version("ai-edge-litert"),
+            "tensorflow": tf.__version__}
+
+  def convert(self, module: tf.Module) -> bytes:
+    return tf_builder.convert_to_tflite(module, self.runtime.precision)
+
+  def measure_block(self, block: Block) -> Stats:
+    return time_model(self.convert(build_module(block, self.space)), self.space, self.runtime,
+                      self.protocol)
+
+  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
+    """Times the whole model of `arch` (converted once per backend, then reused)."""
+    name = hashlib.sha1(f"{arch.to_json()} {seed}".encode()).hexdigest()
+    path = os.path.join(self._arch_dir.name, name + ".tflite")
+    if not os.path.exists(path):
+      with open(path, "wb") as f:
+        f.write(self.convert(tf_builder.BertModule(arch, self.space, seed=seed)))
+    with open(path, "rb") as f:
+      model = f.read()
+    return time_model(model, self.space, self.runtime, self.protocol)

@@ -1,0 +1,61 @@
+"""What a latency was measured on: the runtime settings a cost table is only valid for."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+BACKENDS = ("tflite", "xla", "android")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSpec:
+  """Runtime settings; two tables are comparable only when these are equal.
+
+  Attributes:
+    backend: "tflite" (LiteRT on this host), "xla" (jitted JAX on the current device) or
+      "android" (LiteRT benchmark_model on a phone over adb).
+    threads: CPU threads the runtime may use (pinned, never "auto").
+    xnnpack: LiteRT's default XNNPACK delegate on/off.
+    precision: "fp32", "fp16" (float16 weights) or "int8" (dynamic-range quantization).
+    delegate: path of an external delegate library ("" = none).
+    delegate_options: its options, as sorted (key, value) string pairs.
+  """
+  backend: str = "tflite"
+  threads: int = 2
+  xnnpack: bool = True
+  precision: str = "fp32"
+  delegate: str = ""
+  delegate_options: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    if self.backend not in BACKENDS:
+      raise ValueError(f"RuntimeSpec.backend='{self.backend}' is not one of {BACKENDS}")
+    if self.precision not in PRECISIONS:
+      raise ValueError(f"RuntimeSpec.precision='{self.precision}' is not one of {PRECISIONS}")
+    if self.threads < 1:
+      raise ValueError(f"RuntimeSpec.threads={self.threads} must be >= 1")
+    options = self.delegate_options
+    if isinstance(options, Mapping):
+      options = options.items()
+    object.__setattr__(self, "delegate_options",
+                       tuple(sorted((str(k), str(v)) for k, v in options)))
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["delegate_options"] = dict(self.delegate_options)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "RuntimeSpec":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ValueError(f"RuntimeSpec: unknown keys {unknown}; expected {sorted(known)}")
+    return cls(**d)
+
+  def mismatches(self, other: "RuntimeSpec") -> list[str]:
+    """Names of the fields (as 'field: mine != other') that differ."""
+    a, b = self.to_dict(), other.to_dict()
+    return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if a[k] != b[k]]

@@ -1,0 +1,65 @@
+"""The runlocal table build end to end (real LiteRT timings of a tiny space), and resuming."""
+
+import pytest
+
+from configs import cost_table as cost_table_config
+from latency_loss import build_table
+from latency_loss.blocks import space_blocks
+from latency_loss.table import load_table
+from models.search_space import get_space
+
+
+@pytest.fixture(scope="module")
+def config():
+  return cost_table_config.get_config("runlocal")
+
+
+def test_runlocal_builds_complete_table(tmp_path, config):
+  table = build_table.build_table(config, str(tmp_path))
+  loaded = load_table(str(tmp_path / build_table.TABLE_NAME),
+                      expect=build_table.runtime_from_config(config))
+  assert loaded.missing() == []
+  assert loaded.host["cpu_count"] >= 1 and loaded.host["litert"]
+  assert loaded.protocol == {"warmup": 2, "runs": 5, "min_seconds": 0.0, "statistic": "median"}
+  assert all(e["ms"] > 0 for e in loaded.entries.values())
+  assert loaded.predict_ms(get_space("tiny").largest_arch()) > 0
+  assert table.entries == loaded.entries
+
+
+def test_resume_keeps_entries_and_measures_only_missing(tmp_path, config, monkeypatch):
+  build_table.build_table(config, str(tmp_path))
+  path = tmp_path / build_table.TABLE_NAME
+  table = load_table(str(path))
+  kept = dict(table.entries)
+  dropped = space_blocks(table.space)[-1].key
+  del table.entries[dropped]
+  table.save(str(path))
+  measured = []
+  original = build_table.make_backend
+
+  def spy(*args):
+    backend = original(*args)
+    measure = backend.measure_block
+    backend.measure_block = lambda block: measured.append(block.key) or measure(block)
+    return backend
+
+  monkeypatch.setattr(build_table, "make_backend", spy)
+  resumed = build_table.build_table(config, str(tmp_path))
+  assert measured == [dropped]
+  assert {k: v for k, v in resumed.entries.items() if k != dropped} == {
+      k: v for k, v in kept.items() if k != dropped}
+
+
+def test_resume_with_other_settings_raises(tmp_path, config):
+  build_table.build_table(config, str(tmp_path))
+  other = cost_table_config.get_config("runlocal,threads=1")
+  with pytest.raises(ValueError, match="threads"):
+    build_table.build_table(other, str(tmp_path))
+
+
+def test_config_parsing():
+  config = cost_table_config.get_config("space=bert_base,precision=int8,xnnpack=0,threads=1")
+  assert (config.space, config.precision, config.xnnpack, config.threads) == (
+      "bert_base", "int8", False, 1)
+  with pytest.raises(ValueError, match="bogus"):
+    cost_table_config.get_config("bogus=1")

@@ -1,0 +1,118 @@
+"""Cost-table JSON round trip, prediction and the errors on incompatible or broken tables."""
+
+import dataclasses
+import json
+
+import pytest
+
+from latency_loss.blocks import (NULL_MODEL_KEY, Block, arch_blocks, reference_arch,
+                                 space_blocks)
+from latency_loss.runtime import RuntimeSpec
+from latency_loss.table import CostTable, load_table, table_arrays
+from latency_loss.timing import Stats
+from models.search_space import Arch, get_space
+
+SPACE = get_space("tiny")
+CONTEXT_FACTOR = 1.1
+
+
+def full_table(runtime=RuntimeSpec()) -> CostTable:
+  table = CostTable(space=SPACE, runtime=runtime, host={"cpu_model": "test"},
+                    protocol={"warmup": 1, "runs": 2, "statistic": "median"})
+  for i, block in enumerate(space_blocks(SPACE)):
+    ms = 0.01 if block.null else 1.0 + i
+    table.add(block, Stats(ms, 0.0, 0.0, ms, 2))
+  for h in SPACE.hidden_choices:  # layers run 10% slower inside the context models
+    blocks = arch_blocks(reference_arch(SPACE, h))
+    ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * (
+        CONTEXT_FACTOR if b.kind == "layer" else 1.0) for b in blocks)
+    table.add(Block("context", h), Stats(ms, 0.0, 0.0, ms, 2))
+  return table
+
+
+def test_round_trip(tmp_path):
+  table = full_table()
+  table.save(tmp_path / "t.json")
+  loaded = load_table(tmp_path / "t.json", expect=RuntimeSpec())
+  assert loaded.to_dict() == table.to_dict()
+  assert not list(tmp_path.glob("*.tmp")), "atomic save leaves no temp file"
+
+
+def test_prediction_is_sum_of_net_blocks_plus_overhead():
+  table = full_table()
+  arch = Arch(2, 64, (1, 2), (128, 64))
+  net = lambda b: table.entries[b.key]["ms"] - table.entries[b.as_null().key]["ms"]
+  want = table.entries[NULL_MODEL_KEY]["ms"] + sum(
+      net(b) * (CONTEXT_FACTOR if b.kind == "layer" else 1.0) for b in arch_blocks(arch))
+  assert table.context_factor(64) == pytest.approx(CONTEXT_FACTOR)
+  assert table.predict_ms(arch) == pytest.approx(want)
+  assert table.predict_ms(arch, context=False) == pytest.approx(
+      table.entries[NULL_MODEL_KEY]["ms"] + sum(net(b) for b in arch_blocks(arch)))
+  assert len(arch_blocks(arch)) == 4
+
+
+def test_reference_arch_mixes_choices():
+  arch = reference_arch(get_space("minilm"), 256)
+  arch.validate(get_space("minilm"))
+  assert arch.num_layers == 6 and arch.heads[0] == 2 and arch.heads[-1] == 12
+  assert arch.ffn[0] == 1536 and arch.ffn[-1] == 256
+
+
+def test_block_keys_unique_and_complete():
+  keys = [b.key for b in space_blocks(SPACE)]
+  assert len(keys) == len(set(keys)) == 1 + 2 * 5 + 2 * 2 * 2 + 2
+  assert Block("layer", 64, 2, 128).key == "layer/h64_a2_f128"
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(threads=4), "threads"), (dict(precision="int8"), "precision"),
+    (dict(xnnpack=False), "xnnpack"), (dict(delegate="/x.so"), "delegate"),
+])
+def test_runtime_mismatch_raises(tmp_path, change, match):
+  full_table().save(tmp_path / "t.json")
+  with pytest.raises(ValueError, match=f"t.json.*{match}"):
+    load_table(tmp_path / "t.json", expect=dataclasses.replace(RuntimeSpec(), **change))
+
+
+def test_backend_mismatch_raises():
+  with pytest.raises(ValueError, match="backend"):
+    full_table().check_compatible(SPACE, RuntimeSpec(backend="xla"))
+
+
+def test_seq_len_mismatch_raises():
+  with pytest.raises(ValueError, match="seq_len: 32 != 16"):
+    full_table().check_compatible(dataclasses.replace(SPACE, seq_len=32), RuntimeSpec())
+
+
+def test_missing_entry_raises(tmp_path):
+  table = full_table()
+  del table.entries["layer/h64_a2_f128"]
+  table.save(tmp_path / "t.json")
+  with pytest.raises(ValueError, match="layer/h64_a2_f128"):
+    load_table(tmp_path / "t.json", expect=RuntimeSpec())
+  with pytest.raises(ValueError, match="layer/h64_a2_f128"):
+    table_arrays(table, SPACE)
+  with pytest.raises(ValueError, match="layer/h64_a2_f128"):
+    table.predict_ms(Arch(1, 64, (2,), (128,)))
+
+
+def test_larger_job_space_raises():
+  bigger = dataclasses.replace(SPACE, ffn_choices=(64, 96, 128))
+  with pytest.raises(ValueError, match="f96"):
+    full_table().check_compatible(bigger, RuntimeSpec())
+
+
+def test_malformed_files_raise(tmp_path):
+  (tmp_path / "bad.json").write_text('{"format_version": 1, "entries": {')
+  with pytest.raises(ValueError, match="bad.json.*malformed JSON"):
+    load_table(tmp_path / "bad.json")
+  d = full_table().to_dict()
+  del d["runtime"]
+  (tmp_path / "nort.json").write_text(json.dumps(d))
+  with pytest.raises(ValueError, match=r"nort.json.*\['runtime'\]"):
+    load_table(tmp_path / "nort.json")
+  d = full_table().to_dict()
+  d["format_version"] = 99
+  (tmp_path / "v.json").write_text(json.dumps(d))
+  with pytest.raises(ValueError, match="format_version 99"):
+    load_table(tmp_path / "v.json")
