@@ -19,14 +19,13 @@ import shlex
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from flax import nnx
 from jax.experimental import jax2tf
 
-from bench.machine import machine_facts
+from bench.machine import code_version, machine_facts
 from export import delegates, exporter, verify
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
@@ -97,12 +96,16 @@ def time_threads(model: bytes, source: exporter.Source, protocol: TimingProtocol
                                        protocol).__dict__ for t in _THREADS.value}
 
 
-def table_prediction(source: exporter.Source) -> dict | None:
+def table_prediction(source: exporter.Source, models: dict) -> dict | None:
+  """The table's prediction of the arch, beside our measurement at the table's runtime."""
   if not _TABLE.value:
     return None
   table = load_table(_TABLE.value)
+  measured = models.get(table.runtime.precision, {}).get("latency", {}).get(
+      str(table.runtime.threads))
   return {"path": _TABLE.value, "runtime": table.runtime.to_dict(),
-          "seq_len": table.space.seq_len, "predicted_ms": table.predict_ms(source.arch)}
+          "seq_len": table.space.seq_len, "predicted_ms": table.predict_ms(source.arch),
+          "measured_ms": measured and measured["median_ms"]}
 
 
 def generic_route(source: exporter.Source, dev: verify.PaddedSplit, reference: np.ndarray,
@@ -111,7 +114,7 @@ def generic_route(source: exporter.Source, dev: verify.PaddedSplit, reference: n
   logits = verify.tflite_logits(model, RuntimeSpec(threads=2), dev.inputs)
   return {"bytes": len(model), **verify.compare(source.task, dev, reference, logits),
           "delegate": delegates.delegated_share(model, RuntimeSpec(threads=2)),
-          "ops": tflite_backend.op_counts(model), "latency": time_threads(model, source, protocol)}
+          "ops": delegates.op_counts(model), "latency": time_threads(model, source, protocol)}
 
 
 def run() -> dict:
@@ -140,12 +143,13 @@ def run() -> dict:
   return {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": shlex.join(["python", "-m", "bench.export_tflite", *sys.argv[1:]]),
+      "code": code_version(),
       "machine": {**machine_facts(), "load_average_before": load_before,
                   "tensorflow": tf.__version__},
       "model_dir": str(source.model_dir), "task": source.task.name,
       "arch": source.arch.__dict__, "seq_len": source.space.seq_len,
       "protocol": protocol.__dict__, "jax_metrics": export_report["results"]["jax"]["metrics"],
-      "models": models, "table": table_prediction(source),
+      "models": models, "table": table_prediction(source, models),
       "jax2tf": generic_route(source, dev, reference, protocol),
       "roofline": {"matmul_gflop": flops / 1e9, "fp32_2_threads_ms": fp32_ms,
                    "achieved_gflops": flops / fp32_ms / 1e6, "numpy_gemm_peak_gflops": peak,
@@ -156,32 +160,35 @@ def run() -> dict:
 
 def write_markdown(path: pathlib.Path, r: dict) -> None:
   main = next(iter(r["jax_metrics"]))
-  lines = [f"# TFLite export of {r['model_dir']} ({r['task']}), {r['date']}", "",
-           f"Command: `{r['command']}`", "",
-           f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, TF "
-           f"{r['machine']['tensorflow']}; load average before {r['machine']['load_average_before']}"
-           f", after {r['load_average_after']}. Arch {r['arch']}, seq_len {r['seq_len']}, batch 1, "
-           f"XNNPACK; median of {r['protocol']['runs']} runs after {r['protocol']['warmup']} "
-           "warm-up.", "",
-           f"JAX dev {main}: {100 * r['jax_metrics'][main]:.2f}", "",
-           "| model | MB | dev " + main + " | drop (points) | max abs logit diff | "
-           "XNNPACK nodes | 1 thread ms | 2 threads ms |", "|---|---|---|---|---|---|---|---|"]
-  rows = [*r["models"].items(), ("jax2tf (generic)", r["jax2tf"])]
-  for name, m in rows:
+  machine = r["machine"]
+  lines = [
+      f"# TFLite export of {r['model_dir']} ({r['task']}), {r['date']}", "",
+      f"Command: `{r['command']}` at commit {r['code']['commit'][:12]}"
+      f"{' (uncommitted changes)' if r['code']['dirty'] else ''}.", "",
+      (f"Machine: {machine['cpu']}, {machine['cores']} cores, TF {machine['tensorflow']}; "
+       f"load average before {machine['load_average_before']}, after "
+       f"{r['load_average_after']}. Arch {r['arch']}, seq_len {r['seq_len']}, batch 1, XNNPACK; "
+       f"median of {r['protocol']['runs']} runs after {r['protocol']['warmup']} warm-up."), "",
+      f"JAX dev {main}: {100 * r['jax_metrics'][main]:.2f}", "",
+      (f"| model | MB | dev {main} | drop vs JAX (points) | max abs logit diff | XNNPACK nodes | "
+       + " | ".join(f"{t} thread(s) ms" for t in r["models"]["fp32"]["latency"]) + " |"),
+      "|---" * (6 + len(r["models"]["fp32"]["latency"])) + "|"]
+  for name, m in [*r["models"].items(), ("jax2tf (generic)", r["jax2tf"])]:
     d = m["delegate"]
-    lines.append(f"| {name} | {m['bytes'] / 1e6:.1f} | {100 * m['metrics'][main]:.2f} | "
-                 f"{100 * m['metric_drop']:.2f} | {m['max_abs_diff']:.2e} | "
-                 f"{d['delegated_nodes']}/{d['nodes']} ({d['partitions']} partitions) | "
-                 + " | ".join(f"{m['latency'][t]['median_ms']:.2f}" for t in m["latency"]) + " |")
+    lines.append(
+        f"| {name} | {m['bytes'] / 1e6:.1f} | {100 * m['metrics'][main]:.2f} | "
+        f"{100 * m['metric_drop']:.2f} | {m['max_abs_diff']:.2e} | "
+        f"{d['delegated_nodes']}/{d['nodes']} ({d['partitions']} partitions) | "
+        + " | ".join(f"{s['median_ms']:.2f}" for s in m["latency"].values()) + " |")
   if r["table"]:
     t = r["table"]
-    lines += ["", f"Cost table {t['path']} ({t['runtime']}, seq_len {t['seq_len']}) predicts "
-              f"{t['predicted_ms']:.2f} ms."]
+    lines += ["", (f"Cost table {t['path']} ({t['runtime']}, seq_len {t['seq_len']}) predicts "
+                   f"{t['predicted_ms']:.2f} ms; measured {t['measured_ms']} ms.")]
   f = r["roofline"]
-  lines += ["", f"fp32 matmul work {f['matmul_gflop']:.3f} GFLOP in {f['fp32_2_threads_ms']:.2f} "
-            f"ms = {f['achieved_gflops']:.1f} GFLOP/s, vs numpy GEMM peak "
-            f"{f['numpy_gemm_peak_gflops']:.1f} GFLOP/s ({f['gemm']}): "
-            f"{100 * f['achieved_gflops'] / f['numpy_gemm_peak_gflops']:.0f}% of peak.", ""]
+  lines += ["", (f"fp32 matmul work {f['matmul_gflop']:.3f} GFLOP in {f['fp32_2_threads_ms']:.2f} "
+                 f"ms = {f['achieved_gflops']:.1f} GFLOP/s, vs numpy GEMM peak "
+                 f"{f['numpy_gemm_peak_gflops']:.1f} GFLOP/s ({f['gemm']}): "
+                 f"{100 * f['achieved_gflops'] / f['numpy_gemm_peak_gflops']:.0f}% of peak."), ""]
   path.write_text("\n".join(lines))
 
 

@@ -77,7 +77,7 @@ def main(argv):
   report = {"date": datetime.date.today().isoformat(), "machine": machine_facts(),
             "code": code_version(),
             "glue_dir": os.environ.get("GLUE_DIR", ""), "results": results,
-            "bench_command": shlex.join(["python", *sys.argv])}
+            "bench_command": shlex.join(["python", "-m", "bench.finetune_glue", *sys.argv[1:]])}
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

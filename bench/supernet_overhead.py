@@ -94,7 +94,7 @@ def main(argv):
             for name, r in results.items() if name != "fixed"}
   report = {"date": datetime.date.today().isoformat(), "machine": machine_facts(),
             "code": code_version(),
-            "command": shlex.join(["python", *sys.argv]), "batch": b, "seq_len": length,
+            "command": shlex.join(["python", "-m", "bench.supernet_overhead", *sys.argv[1:]]), "batch": b, "seq_len": length,
             "results": results, "ratios_vs_fixed": ratios,
             "goal": {"time": 1.15, "memory": 1.3, "applies_to": "supernet_weights"}}
   out = pathlib.Path(_OUT.value)

@@ -1,0 +1,319 @@
+"""Export of a fine-tuned BERT to TFLite: the logic behind `python -m export.to_tflite`.
+
+The checkpoint's architecture is rebuilt with `export.tf_builder` (the graph the cost table
+times), converted at each precision, verified through LiteRT against the JAX model, and written
+with what an app needs: the vocabulary, a JSON sidecar and the same JSON inside the flatbuffer.
+Everything is staged in a temporary directory and moved into `RUN/export/` only after the
+verification gate passes, so a failed export leaves no file that looks final.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from darts import glue, teacher
+from export import delegates, metadata, tf_builder, verify
+from latency_loss.backends import tflite as tflite_backend
+from latency_loss.runtime import RuntimeSpec
+from models import checkpoint
+from models.bert import BertConfig
+from models.search_space import Arch, SearchSpace
+from models.tokenizer import WordPieceTokenizer
+
+# fp32/fp16/int8 are `tf_builder`'s (int8 = dynamic range, as in the cost tables);
+# int8_full = full-integer: int8 weights and activations, calibrated on train examples.
+PRECISIONS = (*tf_builder.PRECISIONS, "int8_full")
+EXPORT_DIR = "export"
+REPORT_FILE = "export_report.json"
+FAILED_REPORT_FILE = "export_failed.json"
+MODEL_DIR = "model"  # darts.train writes the fine-tuned model to WORKDIR/model.
+
+
+class VerificationError(RuntimeError):
+  """The exported models do not compute what the JAX model computes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A fine-tuned checkpoint, read and checked for export.
+
+  Attributes:
+    model_dir: the checkpoint directory.
+    task: the GLUE task it was fine-tuned on.
+    config: its `BertConfig`.
+    arch: its architecture.
+    space: a one-point search space carrying the export shapes (seq_len, vocab, labels).
+    weights: Hugging Face named tensors, torch layout.
+  """
+  model_dir: pathlib.Path
+  task: glue.GlueTask
+  config: BertConfig
+  arch: Arch
+  space: SearchSpace
+  weights: dict[str, np.ndarray]
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+  """'fp32,fp16' -> ('fp32', 'fp16'); raises ValueError naming an unknown mode."""
+  names = tuple(p.strip() for p in text.split(",") if p.strip())
+  unknown = [p for p in names if p not in PRECISIONS]
+  if unknown or not names:
+    raise ValueError(f"--config.precisions={text!r}: unknown quantization mode(s) {unknown}; "
+                     f"expected a comma-separated subset of {PRECISIONS}")
+  return names
+
+
+def model_dir_of(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
+  """`config.model_dir` if set, else the darts.train output `workdir/model`."""
+  path = pathlib.Path(config.model_dir or pathlib.Path(workdir) / MODEL_DIR)
+  if not path.is_dir():
+    raise FileNotFoundError(f"Model directory {path} does not exist; pass a darts.train "
+                            "--workdir (which holds model/) or --config.model_dir.")
+  return path
+
+
+def arch_and_space(config: BertConfig, seq_len: int, num_labels: int) -> tuple[Arch, SearchSpace]:
+  """The checkpoint's `Arch` and the one-point `SearchSpace` that admits exactly it."""
+  arch = Arch(config.num_layers, config.hidden_size, config.num_heads, config.intermediate_size)
+  space = SearchSpace(
+      name="export", depth_choices=(arch.num_layers,), hidden_choices=(arch.hidden_size,),
+      head_choices=tuple(sorted(set(arch.heads))), ffn_choices=tuple(sorted(set(arch.ffn))),
+      head_size=config.head_size, seq_len=seq_len, batch=1, vocab_size=config.vocab_size,
+      max_position_embeddings=config.max_position_embeddings,
+      type_vocab_size=config.type_vocab_size, num_labels=num_labels)
+  return arch, space
+
+
+def _task_of(model_dir: pathlib.Path, configured: str) -> glue.GlueTask:
+  """The configured task, checked against the one darts.train recorded in config.json."""
+  recorded = json.loads((model_dir / checkpoint.CONFIG_FILE).read_text()).get(teacher.TASK_KEY)
+  if configured and recorded and glue.get_task(configured).name != glue.get_task(recorded).name:
+    raise ValueError(f"{model_dir / checkpoint.CONFIG_FILE} records {teacher.TASK_KEY}="
+                     f"{recorded!r} but --config.task={configured!r}: this checkpoint was "
+                     "fine-tuned for another task.")
+  if not (configured or recorded):
+    raise ValueError(f"{model_dir / checkpoint.CONFIG_FILE} has no {teacher.TASK_KEY}; set "
+                     "--config.task to the task the model was fine-tuned on.")
+  return glue.get_task(configured or recorded)
+
+
+def _check_builder_semantics(config: BertConfig, model_dir: pathlib.Path) -> None:
+  """tf_builder implements exact-GELU BERT with LayerNorm eps 1e-12; refuse anything else."""
+  if config.gelu != "erf":
+    raise ValueError(f"{model_dir}: hidden_act is GELU-{config.gelu}, but export.tf_builder "
+                     "implements the exact (erf) GELU only.")
+  if not np.isclose(config.layer_norm_eps, tf_builder.LN_EPS, rtol=0, atol=1e-15):
+    raise ValueError(f"{model_dir}: layer_norm_eps={config.layer_norm_eps}, but "
+                     f"export.tf_builder uses {tf_builder.LN_EPS}.")
+
+
+def _check_head(weights: dict[str, np.ndarray], task: glue.GlueTask,
+                model_dir: pathlib.Path) -> None:
+  head = weights.get("classifier.weight")
+  if head is None:
+    raise ValueError(f"{model_dir} has no classifier.weight: it is not a fine-tuned classifier "
+                     "(export a darts.train WORKDIR/model).")
+  if head.shape[0] != task.num_labels:
+    raise ValueError(f"{model_dir}: classifier.weight has {head.shape[0]} outputs but task "
+                     f"{task.name} has {task.num_labels} labels.")
+
+
+def load_source(model_dir: pathlib.Path, task_name: str, seq_len: int,
+                arch_file: str = "") -> Source:
+  """Reads and checks a fine-tuned checkpoint for export.
+
+  Args:
+    model_dir: a darts.train WORKDIR/model (config.json, model.safetensors, vocab.txt).
+    task_name: the expected task; "" takes the one recorded in config.json.
+    seq_len: the static sequence length of the exported graph.
+    arch_file: optional Arch JSON (e.g. a search result) the checkpoint must have.
+
+  Raises:
+    FileNotFoundError: missing config, weights or vocabulary.
+    ValueError: task mismatch, unsupported semantics, arch or shapes that do not match.
+  """
+  if not (model_dir / checkpoint.VOCAB_FILE).is_file():
+    raise FileNotFoundError(f"{model_dir} has no {checkpoint.VOCAB_FILE}: the app cannot "
+                            "tokenize without the vocabulary the model was trained with.")
+  config = checkpoint.load_config(model_dir)
+  _check_builder_semantics(config, model_dir)
+  task = _task_of(model_dir, task_name)
+  # Classifier checkpoints name the encoder `bert.*`; tf_builder uses BertModel's names.
+  weights = {k.removeprefix("bert."): v for k, v in checkpoint.read_weights(model_dir).items()}
+  _check_head(weights, task, model_dir)
+  arch, space = arch_and_space(config, seq_len, task.num_labels)
+  if arch_file:
+    expected = Arch.load(arch_file)
+    if expected != arch:
+      raise ValueError(f"--config.arch={arch_file} is {expected}, but the checkpoint "
+                       f"{model_dir} has {arch}.")
+  return Source(model_dir, task, config, arch, space, weights)
+
+
+def build_module(source: Source) -> tf_builder.BertModule:
+  """The TF graph of the checkpoint with its weights; errors name the checkpoint."""
+  try:
+    return tf_builder.BertModule(source.arch, source.space, source.weights)
+  except ValueError as e:
+    raise ValueError(f"{source.model_dir}: model.safetensors does not match its "
+                     f"config.json architecture {source.arch}: {e}") from None
+
+
+def _full_integer(module: tf_builder.BertModule, calibration: verify.PaddedSplit) -> bytes:
+  """Full-integer int8; ids stay int32 and logits float32 so the app's I/O does not change."""
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [module.serve.get_concrete_function()], module)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  converter.representative_dataset = lambda: (
+      {k: v[i:i + 1] for k, v in calibration.inputs.items()} for i in range(len(calibration)))
+  return converter.convert()
+
+
+def convert(module: tf_builder.BertModule, precision: str,
+            calibration: Callable[[], verify.PaddedSplit]) -> bytes:
+  """The flatbuffer of `module` at `precision`; `calibration` is called for int8_full only."""
+  if precision == "int8_full":
+    return _full_integer(module, calibration())
+  return tf_builder.convert_to_tflite(module, precision)
+
+
+def _io_spec(model: bytes) -> dict[str, dict[str, dict[str, Any]]]:
+  runner = tflite_backend.make_interpreter(model, RuntimeSpec(xnnpack=False)).get_signature_runner()
+  describe = lambda details: {n: {"shape": [int(s) for s in d["shape"]],
+                                  "dtype": np.dtype(d["dtype"]).name}
+                              for n, d in details.items()}
+  return {"inputs": describe(runner.get_input_details()),
+          "outputs": describe(runner.get_output_details())}
+
+
+def model_metadata(source: Source, tokenizer: WordPieceTokenizer, precision: str, model: bytes,
+                   check: dict[str, Any]) -> dict[str, Any]:
+  """The record an app needs to run one exported model."""
+  return {
+      "format_version": metadata.FORMAT_VERSION,
+      "task": source.task.name,
+      "labels": list(source.task.label_names or ["score"]),
+      "is_regression": source.task.is_regression,
+      "max_sequence_length": source.space.seq_len,
+      "precision": precision,
+      "arch": dataclasses.asdict(source.arch),
+      "head_size": source.config.head_size,
+      "signature": {"key": "serving_default", **_io_spec(model)},
+      "tokenizer": {"type": "bert_wordpiece", "vocab_file": checkpoint.VOCAB_FILE,
+                    "vocab_size": tokenizer.vocab_size, **tokenizer.options,
+                    "pad_id": tokenizer.pad_id,
+                    "format": "[CLS] a [SEP] (b [SEP]); right-padded with pad_id to "
+                              "max_sequence_length; attention_mask 1 on tokens, 0 on padding; "
+                              "token_type_ids 0 for a, 1 for b"},
+      "verification": check,
+      "source": str(source.model_dir),
+      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
+
+
+def _runtime(config: ml_collections.ConfigDict) -> RuntimeSpec:
+  return RuntimeSpec(threads=config.threads, xnnpack=config.xnnpack, delegate=config.delegate,
+                     delegate_options=delegates.parse_delegate_options(config.delegate_options))
+
+
+def _gate(results: dict[str, dict[str, Any]], config: ml_collections.ConfigDict,
+          num_examples: int) -> list[str]:
+  """Reasons the export fails; marks each result's "passed"."""
+  failures = []
+  if num_examples < config.verify.min_examples:
+    failures.append(f"only {num_examples} verification examples (< {config.verify.min_examples})")
+  for precision, r in results.items():
+    reasons = []
+    if precision == "fp32" and not r["max_abs_diff"] <= config.verify.fp32_tolerance:
+      reasons.append(f"fp32 logits differ from JAX by {r['max_abs_diff']:.3g} "
+                     f"(> {config.verify.fp32_tolerance:g})")
+    if r["metric_drop"] > config.verify.max_metric_drop:
+      r["lossy"] = True
+      logging.warning("%s loses %.2f points of %s against JAX.", precision,
+                      100 * r["metric_drop"], r["main_metric"])
+      if config.verify.fail_on_metric_drop:
+        reasons.append(f"{precision} loses {100 * r['metric_drop']:.2f} points")
+    r["passed"] = not reasons
+    failures += reasons
+  return failures
+
+
+def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Exports, verifies and writes every configured precision; returns the report.
+
+  Args:
+    config: see configs/export.py.
+    workdir: a darts.train workdir; outputs go to `workdir/export/`.
+
+  Raises:
+    VerificationError: the gate failed (nothing final is written; see export_failed.json).
+    FileNotFoundError, ValueError: bad input, naming the file or key.
+  """
+  precisions = parse_precisions(config.precisions)
+  runtime = _runtime(config)
+  delegates.check_runtime(runtime)
+  source = load_source(model_dir_of(config, workdir), config.task, config.seq_len, config.arch)
+  tokenizer = WordPieceTokenizer.from_pretrained(source.model_dir)
+  split = lambda name, limit: verify.padded_split(source.task, name, tokenizer, config.seq_len,
+                                                  config.data.glue_dir, limit, config.seed)
+  module = build_module(source)  # First: shape errors should name the export, not JAX.
+  dev = split(config.data.eval_split, config.verify.num_examples)
+  reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
+  calibration = lambda: split("train", config.calibration_examples)
+  models, results = {}, {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
+  for precision in dict.fromkeys(("fp32", *precisions)):  # fp32 is always the gate.
+    models[precision] = convert(module, precision, calibration)
+    logits = verify.tflite_logits(models[precision], runtime, dev.inputs)
+    results[precision] = {**verify.compare(source.task, dev, reference, logits),
+                          "delegate": delegates.delegated_share(models[precision], runtime),
+                          "op_coverage": delegates.coverage_report(models[precision]),
+                          "bytes": len(models[precision])}
+    logging.info("%s: %s", precision, {k: results[precision][k] for k in
+                                       ("metrics", "max_abs_diff")})
+  failures = _gate({p: results[p] for p in models}, config, len(dev))
+  report = {"model_dir": str(source.model_dir), "task": source.task.name,
+            "arch": dataclasses.asdict(source.arch), "seq_len": config.seq_len,
+            "num_examples": len(dev), "runtime": runtime.to_dict(), "results": results,
+            "failures": failures}
+  out_dir = pathlib.Path(workdir) / EXPORT_DIR
+  out_dir.mkdir(parents=True, exist_ok=True)
+  if failures:
+    checkpoint.atomic_write(out_dir / FAILED_REPORT_FILE,
+                            lambda f: pathlib.Path(f).write_text(json.dumps(report, indent=2)))
+    raise VerificationError(f"export of {source.model_dir} failed verification: "
+                            f"{'; '.join(failures)} (details in {out_dir / FAILED_REPORT_FILE})")
+  _write(out_dir, {p: models[p] for p in precisions}, source, tokenizer, results, report)
+  return report
+
+
+def _write(out_dir: pathlib.Path, models: dict[str, bytes], source: Source,
+           tokenizer: WordPieceTokenizer, results: dict[str, Any], report: dict) -> None:
+  """Stages every file, then moves them into `out_dir` (each move is an atomic rename)."""
+  staging = pathlib.Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
+  try:
+    tokenizer.save_pretrained(staging)
+    for precision, model in models.items():
+      record = model_metadata(source, tokenizer, precision, model, results[precision])
+      (staging / f"model_{precision}.tflite").write_bytes(metadata.embed(model, record))
+      (staging / f"model_{precision}.json").write_text(json.dumps(record, indent=2))
+    (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    # The report moves last: its presence means the whole export is complete.
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILE):
+      path.chmod(0o644)  # Staged files are private (mkstemp); shipped files are not.
+      os.replace(path, out_dir / path.name)
+    (out_dir / FAILED_REPORT_FILE).unlink(missing_ok=True)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)

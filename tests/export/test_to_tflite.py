@@ -1,0 +1,196 @@
+"""The TFLite export end to end on a tiny fine-tuned model: gate, files, metadata, bad input."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from flax import nnx
+
+from configs import export as export_config
+from export import exporter, metadata
+from models import bert, checkpoint
+from models.tokenizer import WordPieceTokenizer
+
+WORDS = "a good great fun film movie bad dull boring mess plot is the".split()
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS]
+SENTENCES = ["a good film", "a great fun movie", "the plot is a mess", "a dull boring movie",
+             "the movie is good", "a bad plot", "great fun", "the film is dull"]
+PRECISIONS = "fp32,fp16,int8,int8_full"
+
+
+def write_glue(root: pathlib.Path) -> pathlib.Path:
+  (root / "SST-2").mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for split, size in (("train", 24), ("dev", 40)):
+    rows = [f"{SENTENCES[i]} .\t{int(i < 2 or i in (4, 6))}"
+            for i in rng.integers(len(SENTENCES), size=size)]
+    (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+  return root
+
+
+def write_model(directory: pathlib.Path, task: str = "sst2") -> pathlib.Path:
+  """A random tiny classifier saved the way darts.train saves a fine-tuned model."""
+  directory.mkdir(parents=True)
+  (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+  config = bert.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_layers=2,
+                           num_heads=(2, 1), head_size=16, intermediate_size=(64, 32),
+                           max_position_embeddings=64)
+  model = bert.BertClassifier(config, 2, rngs=nnx.Rngs(0))
+  # BERT's init (std 0.02) gives near-constant logits; larger kernels make every weight show.
+  weights = {k: v * 10 if v.ndim == 2 and "embeddings" not in k else v
+             for k, v in checkpoint.model_weights(model).items()}
+  checkpoint.load_weights(model, weights)
+  checkpoint.save_pretrained(model, directory, extra_config={"canao_task": task})
+  WordPieceTokenizer(directory / "vocab.txt").save_pretrained(directory)
+  return directory
+
+
+def runlocal(tmp_path: pathlib.Path, **overrides):
+  config = export_config.get_config("runlocal")
+  config.data.glue_dir = str(write_glue(tmp_path / "glue"))
+  config.precisions = PRECISIONS
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  root = tmp_path_factory.mktemp("export")
+  write_model(root / "run" / "model")
+  report = exporter.export(runlocal(root), str(root / "run"))
+  return root / "run" / "export", report
+
+
+def test_gate_passes_and_every_model_is_written(exported):
+  out, report = exported
+  assert report["failures"] == []
+  assert report["results"]["fp32"]["max_abs_diff"] <= 1e-4
+  assert report["num_examples"] == 32
+  names = {p.name for p in out.iterdir()}
+  assert names == {*(f"model_{p}.{ext}" for p in PRECISIONS.split(",") for ext in ("tflite", "json")),
+                   "vocab.txt", "tokenizer_config.json", exporter.REPORT_FILE}
+  assert (out / "vocab.txt").read_text().split() == VOCAB
+
+
+def test_metrics_through_litert_match_jax_for_fp32(exported):
+  _, report = exported
+  results = report["results"]
+  assert results["fp32"]["metrics"] == pytest.approx(results["jax"]["metrics"])
+  assert results["fp32"]["prediction_agreement"] == 1.0
+  for precision in PRECISIONS.split(","):
+    assert results[precision]["passed"]
+    assert 0.0 <= results[precision]["metrics"]["accuracy"] <= 1.0
+
+
+def test_metadata_round_trip_and_signature(exported):
+  out, _ = exported
+  for precision in PRECISIONS.split(","):
+    model = (out / f"model_{precision}.tflite").read_bytes()
+    sidecar = json.loads((out / f"model_{precision}.json").read_text())
+    assert metadata.read(model) == sidecar
+    assert sidecar["precision"] == precision
+    assert sidecar["task"] == "sst2" and sidecar["labels"] == ["negative", "positive"]
+    assert sidecar["max_sequence_length"] == 32
+    assert sidecar["arch"] == {"num_layers": 2, "hidden_size": 32, "heads": [2, 1],
+                               "ffn": [64, 32]}
+    assert sidecar["signature"]["inputs"]["input_ids"] == {"shape": [1, 32], "dtype": "int32"}
+    assert sidecar["signature"]["outputs"]["logits"] == {"shape": [1, 2], "dtype": "float32"}
+    signatures = Interpreter(model_content=model).get_signature_list()
+    assert signatures == {"serving_default": {
+        "inputs": ["attention_mask", "input_ids", "token_type_ids"], "outputs": ["logits"]}}
+
+
+def test_embedding_metadata_does_not_change_the_outputs(exported):
+  out, _ = exported
+  model = (out / "model_fp32.tflite").read_bytes()
+  feeds = {"input_ids": np.arange(32, dtype=np.int32)[None] % len(VOCAB),
+           "attention_mask": np.ones((1, 32), np.int32),
+           "token_type_ids": np.zeros((1, 32), np.int32)}
+  again = metadata.embed(model, {"other": 1})
+  run = lambda m: Interpreter(model_content=m).get_signature_runner()(**feeds)["logits"]
+  np.testing.assert_array_equal(run(model), run(again))
+  assert metadata.read(again) == {"other": 1}
+  with pytest.raises(KeyError, match="canao_metadata"):
+    metadata.read(exporter.tf_builder.convert_to_tflite(
+        exporter.build_module(exporter.load_source(out.parent / "model", "", 32))))
+
+
+def test_delegation_and_op_coverage_are_reported(exported):
+  _, report = exported
+  fp32 = report["results"]["fp32"]
+  assert fp32["delegate"]["share"] > 0.9
+  assert fp32["delegate"]["delegated_nodes"] + sum(fp32["delegate"]["cpu_ops"].values()) \
+      == fp32["delegate"]["nodes"]
+  coverage = fp32["op_coverage"]
+  assert coverage["ops"]["FULLY_CONNECTED"] == 2 * 6 + 2  # 6 per layer + pooler + classifier.
+  assert "GELU" in coverage["nnapi"]["unsupported_ops"]
+  assert "BATCH_MATMUL" in coverage["gpu"]["undocumented_ops"]
+  assert "FULLY_CONNECTED" not in coverage["gpu"]["undocumented_ops"]
+  assert coverage["rank_above_4"] == [] and coverage["dynamic_shapes"] == []
+
+
+def test_gate_fails_on_a_corrupted_weight_and_leaves_no_final_file(tmp_path, monkeypatch):
+  write_model(tmp_path / "run" / "model")
+  build = exporter.build_module
+
+  def corrupted(source):  # One row of one TF weight 10% off; the JAX model keeps the original.
+    name = "encoder.layer.0.intermediate.dense.weight"
+    source.weights[name] = source.weights[name].copy()
+    source.weights[name][0] *= 1.1
+    return build(source)
+
+  monkeypatch.setattr(exporter, "build_module", corrupted)
+  with pytest.raises(exporter.VerificationError, match="fp32 logits differ from JAX"):
+    exporter.export(runlocal(tmp_path), str(tmp_path / "run"))
+  out = tmp_path / "run" / "export"
+  assert [p.name for p in out.iterdir()] == [exporter.FAILED_REPORT_FILE]
+  failed = json.loads((out / exporter.FAILED_REPORT_FILE).read_text())
+  assert failed["results"]["fp32"]["passed"] is False
+
+
+def test_too_few_verification_examples_fail_the_gate(tmp_path):
+  write_model(tmp_path / "run" / "model")
+  config = runlocal(tmp_path, precisions="fp32")
+  config.verify.min_examples = 256
+  with pytest.raises(exporter.VerificationError, match="only 32 verification examples"):
+    exporter.export(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("breakage, error, match", [
+    ("vocab", FileNotFoundError, "no vocab.txt"),
+    ("task", ValueError, "records canao_task='sst2' but --config.task='cola'"),
+    ("precision", ValueError, "unknown quantization mode"),
+    ("delegate", ValueError, "cannot load the delegate library '/nonexistent/libx.so'"),
+    ("arch", ValueError, "but the checkpoint"),
+    ("shapes", ValueError, "model.safetensors does not match its config.json"),
+    ("untrained", ValueError, "has no classifier.weight"),
+])
+def test_bad_input_names_the_cause(tmp_path, breakage, error, match):
+  model_dir = write_model(tmp_path / "run" / "model")
+  config = runlocal(tmp_path, precisions="fp32")
+  if breakage == "vocab":
+    (model_dir / "vocab.txt").unlink()
+  elif breakage == "task":
+    config.task = "cola"
+  elif breakage == "precision":
+    config.precisions = "fp32,int4"
+  elif breakage == "delegate":
+    config.delegate = "/nonexistent/libx.so"
+  elif breakage == "arch":
+    (tmp_path / "arch.json").write_text(json.dumps(
+        {"num_layers": 2, "hidden_size": 32, "heads": [2, 2], "ffn": [64, 32]}))
+    config.arch = str(tmp_path / "arch.json")
+  elif breakage == "shapes":
+    hf = json.loads((model_dir / "config.json").read_text())
+    hf["canao_bert_config"]["intermediate_size"] = [64, 64]
+    (model_dir / "config.json").write_text(json.dumps(hf))
+  elif breakage == "untrained":
+    encoder = {k: v for k, v in checkpoint.read_weights(model_dir).items()
+               if not k.startswith("classifier")}
+    import safetensors.numpy  # pylint: disable=g-import-not-at-top
+    safetensors.numpy.save_file(encoder, model_dir / "model.safetensors")
+  with pytest.raises(error, match=match):
+    exporter.export(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "export").exists()
