@@ -6,11 +6,11 @@ import subprocess
 
 import jax
 
+from latency_loss.build_table import cpu_model
+
 
 def machine_facts() -> dict:
-  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-              if line.startswith("model name")), platform.processor())
-  return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+  return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
           "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
           "load_average": os.getloadavg()}
 

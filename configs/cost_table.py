@@ -16,48 +16,25 @@ import os
 
 import ml_collections
 
-_INT_KEYS = ("threads", "warmup", "runs")
-
-
-def _parse(arg: str) -> dict[str, str]:
-  """'space=minilm,runlocal' -> {'space': 'minilm', 'runlocal': ''}."""
-  out = {}
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    out[key.strip()] = value.strip()
-  return out
+from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the build config; see the module docstring for `arg`."""
-  args = _parse(arg)
-  unknown = set(args) - {"space", "backend", "precision", "threads", "xnnpack", "runlocal",
-                         "warmup", "runs"}
-  if unknown:
-    raise ValueError(f"configs/cost_table.py: unknown arguments {sorted(unknown)}")
+  # warmup/runs 0: the variant's default (few runs for runlocal), so explicit values still win.
+  args = common.parse_arg(arg, space="", backend="tflite", precision="fp32", threads=2,
+                          xnnpack=True, runlocal=False, warmup=0, runs=0)
   config = ml_collections.ConfigDict()
-  config.space = "minilm"
-  config.backend = "tflite"
-  config.precision = "fp32"
-  config.threads = 2
-  config.xnnpack = True
+  config.space = args.space or ("tiny" if args.runlocal else "minilm")
+  config.backend = args.backend
+  config.precision = args.precision
+  # XLA has no XNNPACK and its CPU thread pool spans every core.
+  config.threads = os.cpu_count() if args.backend == "xla" else args.threads
+  config.xnnpack = args.xnnpack and args.backend != "xla"
   config.delegate = ""            # external delegate library (.so) for load_delegate
   config.delegate_options = {}    # its options, strings
-  config.warmup = 30
-  config.runs = 150
-  config.min_seconds = 0.5  # per block, on top of `runs`: fast blocks get more samples
+  config.warmup = args.warmup or (2 if args.runlocal else 30)
+  config.runs = args.runs or (5 if args.runlocal else 150)
+  config.min_seconds = 0.0 if args.runlocal else 0.5  # Fast blocks get more samples.
   config.android_logs = ""        # android: directory of benchmark_model logs to ingest
-  if "runlocal" in args:
-    config.space, config.warmup, config.runs, config.min_seconds = "tiny", 2, 5, 0.0
-  for key in ("space", "backend", "precision"):
-    if key in args:
-      config[key] = args[key]
-  for key in _INT_KEYS:
-    if key in args:
-      config[key] = int(args[key])
-  # XLA has no XNNPACK and its CPU thread pool spans every core.
-  if config.backend == "xla":
-    config.xnnpack, config.threads = False, os.cpu_count()
-  if "xnnpack" in args:
-    config.xnnpack = args["xnnpack"] not in ("0", "false", "False")
   return config

@@ -73,9 +73,7 @@ def discretize(probs: dict[str, np.ndarray], space: SearchSpace,
   Raises:
     ValueError: when even the smallest architecture of the space is predicted above target.
   """
-  smallest = Arch(space.depth_choices[0], space.hidden_choices[0],
-                  (space.head_choices[0],) * space.depth_choices[0],
-                  (space.ffn_choices[0],) * space.depth_choices[0])
+  smallest = space.smallest_arch()
   if predict_ms(smallest) > target_ms:
     raise ValueError(f"The latency target {target_ms:.2f} ms is below the smallest architecture "
                      f"of space '{space.name}' ({predict_ms(smallest):.2f} ms predicted).")

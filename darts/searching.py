@@ -87,10 +87,8 @@ def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.Sear
                      "latency_loss.build_table --config=configs/cost_table.py:space="
                      f"{space.name} --workdir=DIR`.")
   table = table_lib.load_table(latency.table, expect=runtime_spec(latency), space=space)
-  smallest = search_space.Arch(space.depth_choices[0], space.hidden_choices[0],
-                               (space.head_choices[0],) * space.depth_choices[0],
-                               (space.ffn_choices[0],) * space.depth_choices[0])
-  floor, ceiling = table.predict_ms(smallest), table.predict_ms(space.largest_arch())
+  floor = table.predict_ms(space.smallest_arch())
+  ceiling = table.predict_ms(space.largest_arch())
   if latency.target_ms < floor:
     raise ValueError(f"The latency target {latency.target_ms} ms is below the smallest "
                      f"architecture of space '{space.name}' ({floor:.2f} ms in "

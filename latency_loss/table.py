@@ -25,7 +25,7 @@ import dataclasses
 import datetime
 import json
 import os
-import tempfile
+import pathlib
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -34,6 +34,7 @@ from latency_loss.blocks import (NULL_MODEL_KEY, Block, arch_blocks, reference_a
                                  space_blocks)
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import Stats
+from models.checkpoint import atomic_write
 from models.search_space import Arch, SearchSpace
 
 FORMAT_VERSION = 1
@@ -149,12 +150,9 @@ class CostTable:
 
   def save(self, path: str) -> None:
     """Writes atomically (temp file + rename): a kill never leaves a truncated table."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
-      json.dump(self.to_dict(), f, indent=1)
-      tmp = f.name
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = json.dumps(self.to_dict(), indent=1)
+    atomic_write(pathlib.Path(path), lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def load_table(path: str, expect: Optional[RuntimeSpec] = None,

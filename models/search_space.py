@@ -102,6 +102,12 @@ class SearchSpace:
     return Arch(n, self.hidden_choices[-1], (self.head_choices[-1],) * n,
                 (self.ffn_choices[-1],) * n)
 
+  def smallest_arch(self) -> "Arch":
+    """The smallest choice everywhere."""
+    n = self.depth_choices[0]
+    return Arch(n, self.hidden_choices[0], (self.head_choices[0],) * n,
+                (self.ffn_choices[0],) * n)
+
   def random_arch(self, rng: np.random.Generator) -> "Arch":
     """An architecture drawn uniformly per decision (depth, hidden, each layer's heads/FFN)."""
     n = int(rng.choice(self.depth_choices))

@@ -51,7 +51,6 @@ def test_temperature_schedule_and_entropy():
   assert float(arch_params.temperature(50, 5.0, 0.5, 100)) == pytest.approx(np.sqrt(2.5))
   assert float(arch_params.temperature(300, 5.0, 0.5, 100)) == pytest.approx(0.5)
   uniform = jax.tree.map(lambda x: jax.nn.softmax(x, -1), arch_params.init_logits(SPACE))
-  assert float(arch_params.entropy(uniform)) == pytest.approx(np.log(5 * 2 + 6 * 12) -
-                                                              np.log(5 * 2 + 6 * 12) + (
-                                                                  2 * np.log(5) + 12 * np.log(6))
-                                                              / 14, rel=1e-5)
+  # 14 rows: depth and hidden over 5 choices, 6 heads rows and 6 FFN rows over 6 choices.
+  assert float(arch_params.entropy(uniform)) == pytest.approx(
+      (2 * np.log(5) + 12 * np.log(6)) / 14, rel=1e-5)

@@ -85,8 +85,7 @@ def runlocal_config(setup, **latency):
 def _middle_target(config) -> float:
   space = searching.search_space_for(config)
   table = searching.table_lib.load_table(config.latency.table)
-  smallest = search_space.Arch(1, 32, (1,), (64,))
-  return (table.predict_ms(smallest) + table.predict_ms(space.largest_arch())) / 2
+  return (table.predict_ms(space.smallest_arch()) + table.predict_ms(space.largest_arch())) / 2
 
 
 @pytest.fixture(scope="module")
