@@ -12,9 +12,14 @@ from models.search_space import Arch, SearchSpace
 _FLOOR = 1e-12  # Keeps log-probabilities finite for choices the search drove to zero.
 
 
-def most_probable_arch(probs: dict[str, np.ndarray], space: SearchSpace) -> Arch:
-  """The most probable choice of every decision (layers beyond the depth are dropped)."""
-  depth = space.depth_choices[int(np.argmax(probs["depth"]))]
+def most_probable_arch(probs: dict[str, np.ndarray], space: SearchSpace,
+                       depth: int | None = None) -> Arch:
+  """The most probable choice of every decision (layers beyond the depth are dropped).
+
+  `depth` fixes the number of layers instead of taking the most probable one.
+  """
+  if depth is None:
+    depth = space.depth_choices[int(np.argmax(probs["depth"]))]
   return Arch(num_layers=depth,
               hidden_size=space.hidden_choices[int(np.argmax(probs["hidden"]))],
               heads=tuple(space.head_choices[int(np.argmax(r))] for r in probs["heads"][:depth]),
@@ -25,64 +30,53 @@ def _log_prob(row: np.ndarray, choices: tuple[int, ...], value: int) -> float:
   return float(np.log(max(row[choices.index(value)], _FLOOR)))
 
 
-def _narrower(choices: tuple[int, ...], value: int) -> int | None:
-  index = choices.index(value)
-  return choices[index - 1] if index else None
+def _step(choices: tuple[int, ...], value: int, direction: int) -> int | None:
+  """The next narrower (direction -1) or wider (+1) choice, None at the end of the range."""
+  index = choices.index(value) + direction
+  return choices[index] if 0 <= index < len(choices) else None
 
 
-def _one_step_smaller(arch: Arch, probs: dict[str, np.ndarray],
-                      space: SearchSpace) -> Iterator[tuple[str, Arch, float]]:
-  """Yields (description, smaller arch, log-probability lost) for every single-step shrink."""
-  depth = _narrower(space.depth_choices, arch.num_layers)
+def _neighbours(arch: Arch, probs: dict[str, np.ndarray], space: SearchSpace,
+                direction: int) -> Iterator[tuple[str, Arch, float]]:
+  """Yields (description, arch, log-probability lost) for every single-step change of one
+  decision in `direction` (-1 narrower, +1 wider). A layer added by a deeper arch takes its
+  most probable heads and FFN width."""
+  depth = _step(space.depth_choices, arch.num_layers, direction)
   if depth is not None:
     lost = (_log_prob(probs["depth"], space.depth_choices, arch.num_layers)
             - _log_prob(probs["depth"], space.depth_choices, depth))
+    deeper = most_probable_arch(probs, space, depth=depth)
     yield (f"depth {arch.num_layers}->{depth}",
-           Arch(depth, arch.hidden_size, arch.heads[:depth], arch.ffn[:depth]), lost)
-  hidden = _narrower(space.hidden_choices, arch.hidden_size)
+           Arch(depth, arch.hidden_size, (arch.heads + deeper.heads)[:depth],
+                (arch.ffn + deeper.ffn)[:depth]), lost)
+  hidden = _step(space.hidden_choices, arch.hidden_size, direction)
   if hidden is not None:
     lost = (_log_prob(probs["hidden"], space.hidden_choices, arch.hidden_size)
             - _log_prob(probs["hidden"], space.hidden_choices, hidden))
     yield (f"hidden {arch.hidden_size}->{hidden}",
            dataclasses.replace(arch, hidden_size=hidden), lost)
-  for field, key, choices in (("heads", "heads", space.head_choices),
-                              ("ffn", "ffn", space.ffn_choices)):
+  for field, choices in (("heads", space.head_choices), ("ffn", space.ffn_choices)):
     values = getattr(arch, field)
     for layer, value in enumerate(values):
-      smaller = _narrower(choices, value)
-      if smaller is None:
+      changed = _step(choices, value, direction)
+      if changed is None:
         continue
-      row = probs[key][layer]
-      lost = _log_prob(row, choices, value) - _log_prob(row, choices, smaller)
-      new_values = values[:layer] + (smaller,) + values[layer + 1:]
-      yield (f"layer {layer} {field} {value}->{smaller}",
+      row = probs[field][layer]
+      lost = _log_prob(row, choices, value) - _log_prob(row, choices, changed)
+      new_values = values[:layer] + (changed,) + values[layer + 1:]
+      yield (f"layer {layer} {field} {value}->{changed}",
              dataclasses.replace(arch, **{field: new_values}), lost)
 
 
-def discretize(probs: dict[str, np.ndarray], space: SearchSpace,
-               predict_ms: Callable[[Arch], float],
-               target_ms: float) -> tuple[Arch, list[str]]:
-  """The most probable arch, greedily shrunk until `predict_ms(arch) <= target_ms`.
-
-  Each repair step takes the single-step shrink that loses the least log-probability per
-  millisecond saved.
-
-  Returns:
-    The architecture and the repair steps taken (empty when the most probable arch fits).
-
-  Raises:
-    ValueError: when even the smallest architecture of the space is predicted above target.
-  """
-  smallest = space.smallest_arch()
-  if predict_ms(smallest) > target_ms:
-    raise ValueError(f"The latency target {target_ms:.2f} ms is below the smallest architecture "
-                     f"of space '{space.name}' ({predict_ms(smallest):.2f} ms predicted).")
-  arch = most_probable_arch(probs, space)
-  repairs = []
+def _repair(arch: Arch, probs: dict[str, np.ndarray], space: SearchSpace,
+            predict_ms: Callable[[Arch], float], budget_ms: float) -> tuple[Arch, list[str]]:
+  """Shrinks one decision at a time, least log-probability lost per ms saved first, until the
+  arch fits `budget_ms`."""
+  steps = []
   latency = predict_ms(arch)
-  while latency > target_ms:
+  while latency > budget_ms:
     best = None
-    for description, candidate, lost in _one_step_smaller(arch, probs, space):
+    for description, candidate, lost in _neighbours(arch, probs, space, -1):
       saved = latency - predict_ms(candidate)
       if saved > 0 and (best is None or lost / saved < best[0]):
         best = (lost / saved, description, candidate)
@@ -90,6 +84,58 @@ def discretize(probs: dict[str, np.ndarray], space: SearchSpace,
       raise ValueError(f"No single shrink of {arch} lowers its predicted latency.")
     _, description, arch = best
     new_latency = predict_ms(arch)
-    repairs.append(f"{description}: {latency:.2f} -> {new_latency:.2f} ms")
+    steps.append(f"{description}: {latency:.2f} -> {new_latency:.2f} ms")
     latency = new_latency
-  return arch, repairs
+  return arch, steps
+
+
+def _fill(arch: Arch, probs: dict[str, np.ndarray], space: SearchSpace,
+          predict_ms: Callable[[Arch], float], budget_ms: float) -> tuple[Arch, list[str]]:
+  """Widens one decision at a time while the arch still fits `budget_ms`, least
+  log-probability lost (or most gained) per ms spent first, so no budget is left unused."""
+  steps = []
+  latency = predict_ms(arch)
+  while True:
+    best = None
+    for description, candidate, lost in _neighbours(arch, probs, space, +1):
+      new_latency = predict_ms(candidate)
+      spent = new_latency - latency
+      if spent > 0 and new_latency <= budget_ms and (best is None or lost / spent < best[0]):
+        best = (lost / spent, description, candidate, new_latency)
+    if best is None:
+      return arch, steps
+    _, description, arch, new_latency = best
+    steps.append(f"{description}: {latency:.2f} -> {new_latency:.2f} ms")
+    latency = new_latency
+
+
+def discretize(probs: dict[str, np.ndarray], space: SearchSpace,
+               predict_ms: Callable[[Arch], float], target_ms: float, margin: float = 0.0,
+               fill: bool = False) -> tuple[Arch, list[str]]:
+  """The most probable arch, fitted to the latency budget `target_ms * (1 - margin)`.
+
+  Repair: while the prediction exceeds the budget, take the single-step shrink that loses the
+  least log-probability per millisecond saved. Fill (when `fill`): then, while some single-step
+  widening still fits, take the one that loses the least log-probability per millisecond spent.
+  The margin absorbs the cost table's prediction error, so that the measured latency, not just
+  the predicted one, stays under the target.
+
+  Returns:
+    The architecture and the steps taken (empty when the most probable arch is kept).
+
+  Raises:
+    ValueError: when even the smallest architecture of the space is predicted above budget.
+  """
+  if not 0.0 <= margin < 1.0:
+    raise ValueError(f"margin={margin} must be in [0, 1)")
+  budget_ms = target_ms * (1.0 - margin)
+  smallest = space.smallest_arch()
+  if predict_ms(smallest) > budget_ms:
+    raise ValueError(f"The latency target {target_ms:.2f} ms (budget {budget_ms:.2f} ms after "
+                     f"a {margin:.0%} margin) is below the smallest architecture of space "
+                     f"'{space.name}' ({predict_ms(smallest):.2f} ms predicted).")
+  arch, steps = _repair(most_probable_arch(probs, space), probs, space, predict_ms, budget_ms)
+  if fill:
+    arch, filled = _fill(arch, probs, space, predict_ms, budget_ms)
+    steps += [f"fill {line}" for line in filled]
+  return arch, steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging as std_logging
 import pathlib
@@ -105,6 +106,11 @@ class ProgressLogger:
     start = time.perf_counter()
     yield
     self.window_time += time.perf_counter() - start
+
+
+def file_sha256(path: str | pathlib.Path) -> str:
+  """Hex SHA-256 of a file's bytes (records which table or model a result came from)."""
+  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
 def write_json_atomically(path: pathlib.Path, payload: dict) -> None:

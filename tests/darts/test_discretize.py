@@ -46,3 +46,28 @@ def test_repair_takes_least_probability_per_millisecond_until_it_fits():
 def test_target_below_the_smallest_arch_is_an_error():
   with pytest.raises(ValueError, match="below the smallest architecture"):
     discretize.discretize(probs(), SPACE, predict, target_ms=1.0)
+
+
+def test_fill_spends_the_budget_left_after_repair():
+  # Most probable arch costs 20 ms; with fill the budget of 18 ms is spent greedily: repair
+  # first shrinks layer 0 FFN (19 ms) and hidden (15 ms), then the only widening that fits
+  # is layer 0 FFN back to 128 (16 ms), after which nothing fits any more.
+  arch, steps = discretize.discretize(probs(), SPACE, predict, target_ms=18.0, fill=True)
+  assert steps[-1] == "fill layer 0 ffn 64->128: 15.00 -> 16.00 ms"
+  assert predict(arch) <= 18.0
+  assert all(predict(bigger) > 18.0
+             for _, bigger, _ in discretize._neighbours(arch, probs(), SPACE, +1))
+
+
+def test_fill_grows_a_too_small_most_probable_arch():
+  small = probs(depth=(0.9, 0.1), hidden=(0.9, 0.1), heads=((0.9, 0.1), (0.2, 0.8)))
+  arch, steps = discretize.discretize(small, SPACE, predict, target_ms=1e9, fill=True)
+  assert arch == SPACE.largest_arch()
+  assert "fill depth 1->2" in " ".join(steps)
+
+
+def test_margin_keeps_the_prediction_under_a_lower_budget():
+  arch, _ = discretize.discretize(probs(), SPACE, predict, target_ms=20.0, margin=0.1)
+  assert predict(arch) <= 18.0
+  with pytest.raises(ValueError, match="margin"):
+    discretize.discretize(probs(), SPACE, predict, target_ms=20.0, margin=1.0)

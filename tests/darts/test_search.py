@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-from flax import nnx
 
 from configs import cost_table as cost_table_config
 from configs import finetune as finetune_config
@@ -18,51 +17,16 @@ from configs import retrain as retrain_config
 from configs import search as search_config
 from darts import finetune, searching
 from latency_loss import build_table
-from models import bert, checkpoint, search_space
+from models import checkpoint, search_space
 
 REPO = pathlib.Path(__file__).parents[2]
-WORDS = ("a charming and affecting journey the best film of year warm funny gorgeous witty "
-         "seductive movie one most exciting films unflinchingly bleak desperate dull lifeless "
-         "mess boring too long plot is disaster nothing works in this tedious").split()
-POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",
-            "a gorgeous witty seductive movie", "one of the most exciting films"]
-NEGATIVE = ["unflinchingly bleak and desperate", "a dull lifeless mess", "boring and too long",
-            "the plot is a disaster", "nothing works in this tedious film"]
-
-
-def write_sst2(root: pathlib.Path) -> None:
-  (root / "SST-2").mkdir(parents=True)
-  rng = np.random.default_rng(0)
-  for split, size in (("train", 120), ("dev", 24)):
-    labels = rng.integers(2, size=size)
-    rows = [f"{(POSITIVE if y else NEGATIVE)[rng.integers(5)]} .\t{y}" for y in labels]
-    (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
-
-
-def tiny_base_checkpoint(directory: pathlib.Path) -> pathlib.Path:
-  """A random BERT of the tiny space's base shape, with a vocabulary of the test's words."""
-  space = search_space.get_space("tiny")
-  largest = space.largest_arch()
-  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]
-  assert len(vocab) <= space.vocab_size
-  vocab += [f"[unused{i}]" for i in range(space.vocab_size - len(vocab))]
-  (directory / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
-  (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-  config = bert.BertConfig(vocab_size=space.vocab_size, hidden_size=largest.hidden_size,
-                           num_layers=largest.num_layers, num_heads=largest.heads,
-                           head_size=space.head_size, intermediate_size=largest.ffn,
-                           max_position_embeddings=space.max_position_embeddings)
-  checkpoint.save_pretrained(bert.BertModel(config, rngs=nnx.Rngs(0)), directory)
-  return directory
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
   """GLUE files, a teacher fine-tuned by darts.train, and a TFLite cost table of the tiny space."""
   root = tmp_path_factory.mktemp("search")
-  write_sst2(root / "glue")
+  (root / "glue").symlink_to(tiny_glue_dir)
   config = finetune_config.get_config("task=sst2,runlocal")
-  config.model.checkpoint = str(tiny_base_checkpoint(root / "base"))
+  config.model.checkpoint = str(tiny_base_dir)
   config.data.glue_dir = str(root / "glue")
   finetune.train_and_evaluate(config, str(root / "teacher"))
   build_table.build_table(cost_table_config.get_config("runlocal"), str(root / "table"))

@@ -1,0 +1,309 @@
+"""The main job, stage by stage: from a pretrained BERT and a task to a verified phone model.
+
+  table    cost table of the search space on this machine's runtime  WORKDIR/table/
+  teacher  the base model fine-tuned on the task                      WORKDIR/teacher/model
+  target   base model's measured latency x target_fraction            WORKDIR/target.json
+  search   latency-constrained differentiable search                  WORKDIR/search/arch.json
+  retrain  the searched subnet retrained with distillation            WORKDIR/retrain/model
+  export   fp32/fp16/int8 TFLite models verified against JAX          WORKDIR/export/
+  measure  exported models timed; table predictions checked           WORKDIR/latency.json
+  report   report.md and its figures                                  WORKDIR/report.md
+
+Usable from Python (`run(config, workdir, stages)`) and as `python -m darts.pipeline`. Every stage
+reads what earlier stages wrote to WORKDIR, so stages can run alone, and each is skipped when its
+output exists: a killed run resumes with the same command (the jobs inside resume from their own
+checkpoints).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pathlib
+from typing import Any, Callable, Sequence
+
+import ml_collections
+from absl import app, logging
+
+from configs import retrain as retrain_config
+from darts import finetune, jobs, report, searching
+from export import exporter
+from latency_loss import build_table, table as table_lib
+from latency_loss.timing import TimingProtocol
+from models.search_space import Arch
+
+STAGES = ("table", "teacher", "target", "search", "retrain", "export", "measure", "report")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where each stage writes inside the pipeline's workdir."""
+  root: pathlib.Path
+
+  @property
+  def table_dir(self) -> pathlib.Path:
+    return self.root / "table"
+
+  @property
+  def teacher_dir(self) -> pathlib.Path:
+    return self.root / "teacher"
+
+  @property
+  def target_file(self) -> pathlib.Path:
+    return self.root / "target.json"
+
+  @property
+  def search_dir(self) -> pathlib.Path:
+    return self.root / "search"
+
+  @property
+  def arch_file(self) -> pathlib.Path:
+    return self.search_dir / searching.ARCH_FILE
+
+  @property
+  def retrain_dir(self) -> pathlib.Path:
+    return self.root / "retrain"
+
+  @property
+  def export_dir(self) -> pathlib.Path:
+    return self.root / exporter.EXPORT_DIR
+
+  @property
+  def latency_file(self) -> pathlib.Path:
+    return self.root / "latency.json"
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+  """'all' or a comma-separated subset of STAGES, returned in pipeline order."""
+  if text.strip() == "all":
+    return STAGES
+  asked = [s.strip() for s in text.split(",") if s.strip()]
+  unknown = [s for s in asked if s not in STAGES]
+  if unknown or not asked:
+    raise ValueError(f"config.stages='{text}': unknown stages {unknown}; use 'all' or a "
+                     f"comma-separated subset of {', '.join(STAGES)}.")
+  return tuple(s for s in STAGES if s in asked)
+
+
+def _require(path: pathlib.Path, stage: str) -> pathlib.Path:
+  if not path.exists():
+    raise FileNotFoundError(f"{path} does not exist: run the '{stage}' stage first "
+                            f"(--config.stages={stage} or all).")
+  return path
+
+
+def _read_json(path: pathlib.Path, stage: str) -> dict[str, Any]:
+  return json.loads(_require(path, stage).read_text())
+
+
+class Pipeline:
+  """The stages of the main job over one workdir; see the module docstring."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.layout = Layout(pathlib.Path(workdir))
+    self.layout.root.mkdir(parents=True, exist_ok=True)
+
+  # ------------------------------------------------------------------------ shared inputs
+
+  @property
+  def table_path(self) -> pathlib.Path:
+    if self.config.latency_table:
+      return pathlib.Path(self.config.latency_table)
+    return self.layout.table_dir / build_table.TABLE_NAME
+
+  def load_table(self) -> table_lib.CostTable:
+    return table_lib.load_table(str(_require(self.table_path, "table")))
+
+  @property
+  def teacher_model(self) -> pathlib.Path:
+    if self.config.teacher_model:
+      return pathlib.Path(self.config.teacher_model)
+    return self.layout.teacher_dir / finetune.MODEL_DIR
+
+  def _with_glue_dir(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    config = copy.deepcopy(config)
+    if self.config.glue_dir:
+      config.data.glue_dir = self.config.glue_dir
+    return config
+
+  # ------------------------------------------------------------------------------ stages
+
+  def table(self) -> None:
+    """Builds the cost table for this machine, or resumes or reuses one."""
+    if self.config.latency_table:
+      table = self.load_table()
+      logging.info("Using the cost table %s (%s, %s).", self.table_path,
+                   table.host.get("cpu_model"), table.runtime.to_dict())
+      return
+    if self.table_path.exists() and not self.load_table().missing():
+      logging.info("Cost table %s is complete.", self.table_path)
+      return
+    build_table.build_table(self.config.table, str(self.layout.table_dir))
+
+  def teacher(self) -> None:
+    """Fine-tunes the base checkpoint on the task (the teacher and the accuracy reference)."""
+    if self.config.teacher_model:
+      logging.info("Using the teacher %s.", _require(self.teacher_model, "teacher"))
+      return
+    if (self.layout.teacher_dir / finetune.EVAL_FILE).exists():
+      logging.info("Teacher in %s is trained.", self.layout.teacher_dir)
+      return
+    config = self._with_glue_dir(self.config.teacher)
+    config.model.checkpoint = self.config.base_checkpoint
+    finetune.train_and_evaluate(config, str(self.layout.teacher_dir))
+
+  def target(self) -> None:
+    """Measures the base model on the table's runtime and sets the latency target from it."""
+    table = self.load_table()
+    wanted = {"target_fraction": self.config.latency.target_fraction,
+              "target_ms_override": self.config.latency.target_ms,
+              "table_sha256": jobs.file_sha256(self.table_path)}
+    if self.layout.target_file.exists():
+      done = json.loads(self.layout.target_file.read_text())
+      if {k: done.get(k) for k in wanted} == wanted:
+        logging.info("Latency target %.2f ms (%s).", done["target_ms"], self.layout.target_file)
+        return
+    base = table.space.largest_arch()
+    base_ms = measure_arch_ms(table, base)
+    target_ms = self.config.latency.target_ms or self.config.latency.target_fraction * (
+        base_ms if base_ms is not None else table.predict_ms(base))
+    record = {**wanted, "target_ms": target_ms, "base_arch": dataclasses.asdict(base),
+              "base_measured_ms": base_ms, "base_predicted_ms": table.predict_ms(base),
+              "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute())}
+    jobs.write_json_atomically(self.layout.target_file, record)
+    logging.info("Base model: %s ms measured, %.2f ms predicted; latency target %.2f ms.",
+                 "n/a" if base_ms is None else f"{base_ms:.2f}", record["base_predicted_ms"],
+                 target_ms)
+
+  def search(self) -> None:
+    """The latency-constrained search (resumes; skipped once arch.json exists)."""
+    target_ms = _read_json(self.layout.target_file, "target")["target_ms"]
+    if self.layout.arch_file.exists():
+      done = json.loads(self.layout.arch_file.read_text())
+      if abs(done["target_ms"] - target_ms) > 1e-6:
+        raise ValueError(f"{self.layout.arch_file} is a search for {done['target_ms']:.2f} ms, "
+                         f"but the target is now {target_ms:.2f} ms: use another --workdir, or "
+                         f"delete {self.layout.search_dir} and what was derived from it.")
+    config = self._with_glue_dir(self.config.search)
+    config.teacher = str(_require(self.teacher_model, "teacher"))
+    runtime = self.load_table().runtime
+    config.latency.update(table=str(self.table_path), target_ms=target_ms,
+                          backend=runtime.backend, threads=runtime.threads,
+                          xnnpack=runtime.xnnpack, precision=runtime.precision,
+                          delegate=runtime.delegate,
+                          delegate_options=dict(runtime.delegate_options))
+    searching.search(config, str(self.layout.search_dir))
+
+  def retrain(self) -> None:
+    """Retrains the searched subnet with distillation from the teacher (configs/retrain.py)."""
+    arch_file = _require(self.layout.arch_file, "search")
+    if (self.layout.retrain_dir / finetune.EVAL_FILE).exists():
+      logging.info("Retrained model in %s is done.", self.layout.retrain_dir)
+      return
+    config = retrain_config.get_config(
+        f"arch={arch_file}{',runlocal' if self.config.runlocal else ''}")
+    config.update(self.config.retrain)
+    finetune.train_and_evaluate(config, str(self.layout.retrain_dir))
+
+  def export(self) -> None:
+    """Exports the retrained model to TFLite at the table's sequence length, verified."""
+    model_dir = _require(self.layout.retrain_dir / finetune.MODEL_DIR, "retrain")
+    if (self.layout.export_dir / exporter.REPORT_FILE).exists():
+      logging.info("Export in %s is done.", self.layout.export_dir)
+      return
+    config = self._with_glue_dir(self.config.export)
+    config.model_dir = str(model_dir)
+    config.seq_len = self.load_table().space.seq_len  # The length the latency target is for.
+    exporter.export(config, str(self.layout.root))
+
+  def measure(self) -> None:
+    """Times every exported model, and checks the table's predictions on random archs."""
+    if self.layout.latency_file.exists():
+      logging.info("Latencies in %s are measured.", self.layout.latency_file)
+      return
+    export_report = _read_json(self.layout.export_dir / exporter.REPORT_FILE, "export")
+    table = self.load_table()
+    record = {"models": measure_exported(self.layout.export_dir, table,
+                                         self.config.measure.threads),
+              "fidelity": measure_fidelity(table, self.config.measure.fidelity_archs,
+                                           self.config.measure.seed),
+              "arch": export_report["arch"], "runtime": table.runtime.to_dict()}
+    record["predicted_ms"] = table.predict_ms(Arch.from_json(json.dumps(export_report["arch"])))
+    jobs.write_json_atomically(self.layout.latency_file, record)
+
+  def report(self) -> None:
+    """Writes report.md and its figures from everything the other stages left."""
+    path = report.write_report(self.layout, self.teacher_model, self.config.report_baselines)
+    logging.info("Report: %s", path)
+
+
+def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
+  """The measured latency of `arch` (random weights) on the table's runtime; None when that
+  runtime is not on this host (a phone table)."""
+  if table.runtime.backend == "android":
+    return None
+  backend = build_table.make_backend(table.space, table.runtime,
+                                     TimingProtocol(**table.protocol))
+  return backend.measure_arch(arch).median_ms
+
+
+def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable,
+                     threads: Sequence[int]) -> dict[str, dict[str, Any]]:
+  """Median latency of every exported model at each thread count, on the table's runtime."""
+  from latency_loss.backends import tflite as tflite_backend  # TensorFlow: loaded on demand.
+  export_report = json.loads((export_dir / exporter.REPORT_FILE).read_text())
+  space = dataclasses.replace(table.space, seq_len=export_report["seq_len"])
+  protocol = TimingProtocol(**table.protocol)
+  models = {}
+  for path in sorted(export_dir.glob("model_*.tflite")):
+    precision = path.stem.removeprefix("model_")
+    model = path.read_bytes()
+    latency = {str(t): tflite_backend.time_model(
+        model, space, dataclasses.replace(table.runtime, threads=int(t)), protocol).median_ms
+               for t in threads}
+    result = export_report["results"][precision]
+    models[precision] = {"file": path.name, "bytes": path.stat().st_size, "latency_ms": latency,
+                         "metrics": result["metrics"], "main_metric": result["main_metric"],
+                         "metric_drop": result["metric_drop"],
+                         "delegated_share": result["delegate"]["share"]}
+    logging.info("%s: %s ms at %s threads", precision, latency, list(latency))
+  return models
+
+
+def measure_fidelity(table: table_lib.CostTable, num_archs: int,
+                     seed: int) -> list[dict[str, Any]] | None:
+  """Predicted vs measured whole-model latency of random archs, now, on this host."""
+  if table.runtime.backend == "android" or not num_archs:
+    return None
+  from latency_loss import validate  # TensorFlow: loaded on demand.
+  return validate.validate(table, num_archs, seed)["records"]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        stages: Sequence[str] | None = None) -> Layout:
+  """Runs `stages` (default: config.stages) in order; returns where the outputs are."""
+  pipeline = Pipeline(config, workdir)
+  stages = parse_stages(config.stages) if stages is None else parse_stages(",".join(stages))
+  for index, stage in enumerate(stages, 1):
+    logging.info("=== Stage %d/%d: %s", index, len(stages), stage)
+    step: Callable[[], None] = getattr(pipeline, stage)
+    step()
+  return pipeline.layout
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  jobs.start_job(_MULTIHOST.value)
+  layout = run(_CONFIG.value, _WORKDIR.value)
+  print(f"Report: {layout.root / report.REPORT_FILE}")
+  if (layout.export_dir / exporter.REPORT_FILE).exists():
+    print(f"TFLite models: {layout.export_dir}")
+
+
+if __name__ == "__main__":
+  # Flags are defined here, not at import, so notebooks can import this module next to others.
+  _CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Pipeline")
+  app.run(main)

@@ -1,0 +1,285 @@
+"""The pipeline's report: report.md and its figures, from the files the stages left in WORKDIR.
+
+Every section is drawn from measured outputs (target.json, the teacher's and the retrained
+model's eval.json, search/arch.json and its probability history, export/export_report.json,
+latency.json); a section whose inputs are missing says so instead of being left out silently.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+from typing import Any, Optional
+
+import numpy as np
+
+REPORT_FILE = "report.md"
+ACCURACY_FIGURE = "accuracy_vs_latency.png"
+PROBABILITIES_FIGURE = "arch_probabilities.png"
+FIDELITY_FIGURE = "predicted_vs_measured.png"
+ARCH_FIGURE = "arch.png"
+
+
+def _load(path: pathlib.Path) -> Optional[Any]:
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top  # Only the report draws.
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def gather(layout, teacher_model: pathlib.Path, baselines: str = "") -> dict[str, Any]:
+  """Everything the report shows, read from the workdir (None for what is missing)."""
+  history_path = layout.search_dir / "arch_probabilities.jsonl"
+  return {
+      "target": _load(layout.target_file),
+      "teacher_eval": _load(teacher_model.parent / "eval.json"),
+      "search": _load(layout.arch_file),
+      "history": ([json.loads(line) for line in history_path.read_text().splitlines()]
+                  if history_path.exists() else None),
+      "retrain_eval": _load(layout.retrain_dir / "eval.json"),
+      "export": _load(layout.export_dir / "export_report.json"),
+      "latency": _load(layout.latency_file),
+      "baselines": _load(pathlib.Path(baselines)) if baselines else None,
+  }
+
+
+def _main_metric(eval_json: Optional[dict]) -> Optional[float]:
+  return eval_json["metrics"][eval_json["main_metric"]] if eval_json else None
+
+
+def _table_threads_ms(facts: dict[str, Any], precision: str = "fp32") -> Optional[float]:
+  """The exported model's measured latency on the table's runtime (its thread count)."""
+  latency = facts["latency"]
+  if not latency or precision not in latency["models"]:
+    return None
+  return latency["models"][precision]["latency_ms"].get(str(latency["runtime"]["threads"]))
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def plot_accuracy_latency(facts: dict[str, Any], path: pathlib.Path) -> bool:
+  """Dev metric vs measured latency: base, searched (each precision), baselines, target."""
+  target, latency = facts["target"], facts["latency"]
+  if not (target and latency and facts["teacher_eval"] and facts["retrain_eval"]):
+    return False
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  threads = str(latency["runtime"]["threads"])
+  if target["base_measured_ms"] is not None:
+    ax.scatter([target["base_measured_ms"]], [100 * _main_metric(facts["teacher_eval"])],
+               marker="s", s=60, color="black", label="base (fine-tuned teacher)", zorder=3)
+  for name, point in sorted((facts["baselines"] or {}).items()):
+    ax.scatter([point["latency_ms"]], [100 * point["metric"]], marker="^", s=40,
+               label=name, zorder=2)
+  for precision, model in latency["models"].items():
+    metric = model["metrics"][model["main_metric"]]
+    ax.scatter([model["latency_ms"][threads]], [100 * metric], s=50 if precision == "fp32" else 25,
+               marker="o", label=f"searched, {precision} (LiteRT)", zorder=3)
+  ax.axvline(target["target_ms"], color="gray", ls="--", lw=1, label="latency target")
+  ax.set(xlabel=f"measured latency, {threads} threads (ms)",
+         ylabel=f"dev {facts['retrain_eval']['main_metric']} (%)",
+         title=f"{facts['retrain_eval']['task']}: accuracy vs measured latency")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def plot_probabilities(facts: dict[str, Any], path: pathlib.Path) -> bool:
+  """Depth and hidden-size probabilities, and each layer's expected heads and FFN width."""
+  history, search = facts["history"], facts["search"]
+  if not (history and search):
+    return False
+  space = search["space"]
+  steps = [row["step"] for row in history]
+  plt = _pyplot()
+  fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+  for ax, key, choices in ((axes[0, 0], "depth", space["depth_choices"]),
+                           (axes[0, 1], "hidden", space["hidden_choices"])):
+    probs = np.array([row[key] for row in history])
+    for j, choice in enumerate(choices):
+      ax.plot(steps, probs[:, j], label=str(choice))
+    ax.set(title=f"P({key})", ylim=(0, 1))
+    ax.legend(fontsize=7, ncol=2)
+  for ax, key, choices in ((axes[1, 0], "heads", space["head_choices"]),
+                           (axes[1, 1], "ffn", space["ffn_choices"])):
+    expected = np.array([row[key] for row in history]) @ np.array(choices, float)
+    for layer in range(expected.shape[1]):
+      ax.plot(steps, expected[:, layer], label=f"layer {layer}")
+    ax.set(title=f"expected {key} per layer", xlabel="search step")
+    ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+def plot_fidelity(facts: dict[str, Any], path: pathlib.Path) -> bool:
+  """Cost-table prediction vs measured latency: random archs, the base and the searched arch."""
+  target, latency = facts["target"], facts["latency"]
+  if not latency:
+    return False
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5, 5))
+  points = [(r["measured_ms"], r["predicted_ms"]) for r in latency["fidelity"] or []]
+  if points:
+    ax.scatter(*zip(*points), s=16, color="tab:blue", label="random archs")
+  if target and target["base_measured_ms"] is not None:
+    ax.scatter([target["base_measured_ms"]], [target["base_predicted_ms"]], marker="s", s=50,
+               color="black", label="base")
+    points.append((target["base_measured_ms"], target["base_predicted_ms"]))
+  searched_ms = _table_threads_ms(facts)
+  if searched_ms is not None:
+    ax.scatter([searched_ms], [latency["predicted_ms"]], marker="*", s=120, color="tab:red",
+               label="searched (exported fp32)")
+    points.append((searched_ms, latency["predicted_ms"]))
+  if not points:
+    plt.close(fig)
+    return False
+  top = 1.05 * max(max(p) for p in points)
+  ax.plot([0, top], [0, top], "k-", lw=0.8)
+  ax.fill_between([0, top], [0, 0.9 * top], [0, 1.1 * top], alpha=0.12, label="+-10%")
+  ax.set(xlim=(0, top), ylim=(0, top), xlabel="measured (ms)", ylabel="cost table (ms)",
+         title="predicted vs measured latency")
+  ax.legend(fontsize=7, loc="upper left")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def plot_arch(facts: dict[str, Any], path: pathlib.Path) -> bool:
+  """The searched arch layer by layer against the base: heads and FFN width kept."""
+  search = facts["search"]
+  if not search:
+    return False
+  space, arch = search["space"], search["arch"]
+  layers = np.arange(max(space["depth_choices"]))
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(layers) + 1.8), sharey=True)
+  for ax, key, base in ((axes[0], "heads", max(space["head_choices"])),
+                        (axes[1], "ffn", max(space["ffn_choices"]))):
+    kept = np.zeros(len(layers))
+    kept[:arch["num_layers"]] = arch[key]
+    ax.barh(layers, [base] * len(layers), color="0.88", label="base")
+    ax.barh(layers, kept, color="tab:blue", label="searched")
+    for layer in layers:
+      ax.text(base * 0.98, layer, "dropped" if layer >= arch["num_layers"] else
+              f"{int(kept[layer])}", va="center", ha="right", fontsize=8)
+    ax.set(title=f"{'attention heads' if key == 'heads' else 'FFN units'} per layer",
+           xlim=(0, base))
+  axes[0].set(yticks=layers, yticklabels=[f"layer {i}" for i in layers])
+  axes[0].invert_yaxis()
+  axes[1].legend(fontsize=7, loc="lower right")
+  fig.suptitle(f"hidden size {arch['hidden_size']} (base {max(space['hidden_choices'])}), "
+               f"{arch['num_layers']} of {len(layers)} layers")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+# ------------------------------------------------------------------------------ markdown
+
+
+def _fmt(value: Optional[float], spec: str = ".2f", suffix: str = "") -> str:
+  return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _summary_lines(facts: dict[str, Any]) -> list[str]:
+  target, search = facts["target"], facts["search"]
+  base_metric = _main_metric(facts["teacher_eval"])
+  searched_metric = _main_metric(facts["retrain_eval"])
+  searched_ms = _table_threads_ms(facts)
+  base_ms = target and target["base_measured_ms"]
+  lines = ["| | base | searched |", "|---|---|---|"]
+  if search:
+    base_arch, arch = target["base_arch"] if target else None, search["arch"]
+    describe = lambda a: (f"{a['num_layers']} layers, hidden {a['hidden_size']}, heads "
+                          f"{list(a['heads'])}, FFN {list(a['ffn'])}") if a else "n/a"
+    lines.append(f"| architecture | {describe(base_arch)} | {describe(arch)} |")
+  lines += [
+      f"| measured latency (ms) | {_fmt(base_ms)} | {_fmt(searched_ms)} |",
+      f"| cost-table prediction (ms) | {_fmt(target and target['base_predicted_ms'])} | "
+      f"{_fmt(facts['latency'] and facts['latency']['predicted_ms'])} |",
+      f"| dev metric, JAX (%) | {_fmt(base_metric and 100 * base_metric)} | "
+      f"{_fmt(searched_metric and 100 * searched_metric)} |",
+  ]
+  verdict = []
+  if target:
+    verdict.append(f"Latency target: {target['target_ms']:.2f} ms"
+                   + (f" ({100 * target['target_fraction']:.0f}% of the base's measured "
+                      f"latency)" if not target["target_ms_override"] else "") + ".")
+  if base_ms and searched_ms:
+    verdict.append(f"Speed-up: {base_ms / searched_ms:.2f}x; the searched model "
+                   f"{'meets' if searched_ms <= target['target_ms'] else 'MISSES'} the target "
+                   f"({searched_ms:.2f} ms = {searched_ms / target['target_ms']:.0%} of it).")
+  if base_metric is not None and searched_metric is not None:
+    verdict.append(f"Metric change: {100 * (searched_metric - base_metric):+.2f} points.")
+  return lines + [""] + verdict
+
+
+def _export_lines(facts: dict[str, Any]) -> list[str]:
+  latency, export = facts["latency"], facts["export"]
+  if not (latency and export):
+    return ["No exported models measured yet (stages export, measure)."]
+  threads = sorted({t for m in latency["models"].values() for t in m["latency_ms"]}, key=int)
+  lines = ["| model | size (MB) | " + " | ".join(f"{t} thread(s) (ms)" for t in threads)
+           + " | dev metric, LiteRT (%) | vs JAX (points) | XNNPACK share |",
+           "|---|---|" + "---|" * len(threads) + "---|---|---|"]
+  for precision, m in latency["models"].items():
+    metric = m["metrics"][m["main_metric"]]
+    lines.append(f"| {m['file']} | {m['bytes'] / 1e6:.1f} | "
+                 + " | ".join(_fmt(m["latency_ms"][t]) for t in threads)
+                 + f" | {100 * metric:.2f} | {-100 * m['metric_drop']:+.2f} | "
+                 f"{100 * m['delegated_share']:.1f}% |")
+  lines.append("")
+  lines.append(f"Verified on {export['num_examples']} dev examples: fp32 max |TFLite - JAX| "
+               f"logit difference {export['results']['fp32']['max_abs_diff']:.2e}.")
+  return lines
+
+
+def _fidelity_lines(facts: dict[str, Any]) -> list[str]:
+  records = facts["latency"] and facts["latency"]["fidelity"]
+  if not records:
+    return ["No random-arch check (phone table, or stage measure not run)."]
+  errors = np.array([abs(r["predicted_ms"] / r["measured_ms"] - 1) for r in records])
+  return [f"{len(records)} random archs measured now on this machine: mean absolute error "
+          f"{100 * errors.mean():.1f}%, worst {100 * errors.max():.1f}%, "
+          f"{100 * np.mean(errors <= 0.1):.0f}% within 10%."]
+
+
+def write_report(layout, teacher_model: pathlib.Path, baselines: str = "") -> pathlib.Path:
+  """Writes WORKDIR/report.md and its PNGs; returns the report's path."""
+  facts = gather(layout, teacher_model, baselines)
+  figures = {
+      ACCURACY_FIGURE: ("Accuracy vs measured latency", plot_accuracy_latency),
+      ARCH_FIGURE: ("The searched architecture", plot_arch),
+      PROBABILITIES_FIGURE: ("Architecture probabilities during the search", plot_probabilities),
+      FIDELITY_FIGURE: ("Cost table: predicted vs measured latency", plot_fidelity),
+  }
+  task = (facts["retrain_eval"] or facts["teacher_eval"] or {}).get("task", "?")
+  lines = [f"# canao report: {task}", "",
+           f"Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}"
+           f" from {layout.root.absolute()}.", "", "## Result", "", *_summary_lines(facts), "",
+           "## Exported models", "", *_export_lines(facts), "",
+           "## Latency model", "", *_fidelity_lines(facts), ""]
+  for name, (title, draw) in figures.items():
+    lines += [f"## {title}", ""]
+    lines.append(f"![{title}]({name})" if draw(facts, layout.root / name)
+                 else "(not drawn: the stage that produces its data has not run)")
+    lines.append("")
+  search = facts["search"]
+  if search and search.get("discretization_steps"):
+    lines += ["## Discretization", "", *[f"- {s}" for s in search["discretization_steps"]], ""]
+  path = layout.root / REPORT_FILE
+  path.write_text("\n".join(lines))
+  return path

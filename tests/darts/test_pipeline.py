@@ -1,0 +1,77 @@
+"""The main job end to end on the tiny space (the smoke test of `make demo`), and its reruns."""
+
+import json
+
+import pytest
+
+from configs import pipeline as pipeline_config
+from darts import pipeline, report
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
+  """A runlocal pipeline run through every stage: (config, layout)."""
+  config = pipeline_config.get_config("runlocal")
+  config.base_checkpoint = str(tiny_base_dir)
+  config.glue_dir = str(tiny_glue_dir)
+  return config, pipeline.run(config, str(tmp_path_factory.mktemp("pipeline")))
+
+
+def test_every_stage_leaves_its_output(finished):
+  _, layout = finished
+  target = json.loads(layout.target_file.read_text())
+  assert target["target_ms"] == pytest.approx(0.5 * target["base_measured_ms"])
+  searched = json.loads(layout.arch_file.read_text())
+  assert searched["predicted_ms"] <= target["target_ms"]
+  export = json.loads((layout.export_dir / "export_report.json").read_text())
+  assert export["failures"] == [] and export["results"]["fp32"]["max_abs_diff"] <= 1e-4
+  assert export["arch"] == searched["arch"]  # The retrained model is the searched arch.
+  latency = json.loads(layout.latency_file.read_text())
+  assert set(latency["models"]) == {"fp32", "fp16", "int8", "int8_full"}
+  assert all(ms > 0 for m in latency["models"].values() for ms in m["latency_ms"].values())
+  assert len(latency["fidelity"]) == finished[0].measure.fidelity_archs
+
+
+def test_report_has_every_section_and_figure(finished):
+  _, layout = finished
+  text = (layout.root / report.REPORT_FILE).read_text()
+  for figure in (report.ACCURACY_FIGURE, report.ARCH_FIGURE, report.PROBABILITIES_FIGURE,
+                 report.FIDELITY_FIGURE):
+    assert f"]({figure})" in text, figure
+    assert (layout.root / figure).stat().st_size > 10_000, figure  # A drawn PNG, not a stub.
+  assert "Speed-up:" in text and "model_int8.tflite" in text and "n/a" not in text
+
+
+def test_rerun_skips_finished_stages(finished):
+  config, layout = finished
+  outputs = [layout.arch_file, layout.target_file, layout.latency_file,
+             layout.retrain_dir / "eval.json", layout.export_dir / "model_fp32.tflite"]
+  before = [p.stat().st_mtime_ns for p in outputs]
+  pipeline.run(config, str(layout.root))
+  assert [p.stat().st_mtime_ns for p in outputs] == before
+
+
+def test_search_of_another_target_is_refused(finished):
+  config, layout = finished
+  config = config.copy_and_resolve_references()
+  config.latency.target_ms = 0.9 * json.loads(layout.target_file.read_text())["target_ms"]
+  config.measure.fidelity_archs = 0
+  pipeline.run(config, str(layout.root), stages=["target"])
+  try:
+    with pytest.raises(ValueError, match="is a search for"):
+      pipeline.run(config, str(layout.root), stages=["search"])
+  finally:  # Put the original target back for the other tests.
+    pipeline.run(finished[0], str(layout.root), stages=["target"])
+
+
+def test_stage_names_are_checked():
+  assert pipeline.parse_stages("report, search") == ("search", "report")
+  assert pipeline.parse_stages("all") == pipeline.STAGES
+  with pytest.raises(ValueError, match="unknown stages"):
+    pipeline.parse_stages("search,deploy")
+
+
+def test_a_stage_without_its_input_names_the_missing_stage(tmp_path):
+  config = pipeline_config.get_config("runlocal")
+  with pytest.raises(FileNotFoundError, match="run the 'search' stage first"):
+    pipeline.run(config, str(tmp_path), stages=["retrain"])
