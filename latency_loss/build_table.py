@@ -30,9 +30,6 @@ TABLE_NAME = "cost_table.json"
 # The team's marker for "someone is running a long CPU job": timings taken meanwhile are off.
 CPU_BUSY_FLAG = "/tmp/canao_cpu_busy"
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/cost_table.py:ARGS")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumable).")
-
 
 def runtime_from_config(config: ml_collections.ConfigDict) -> RuntimeSpec:
   return RuntimeSpec(backend=config.backend, threads=config.threads, xnnpack=config.xnnpack,
@@ -140,5 +137,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: the pipeline imports this module and has its own --config.
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/cost_table.py:ARGS")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumable).")
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)

@@ -27,13 +27,6 @@ from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
 from models.search_space import Arch
 
-_TABLE = flags.DEFINE_string("table", None, "Cost table JSON to validate.")
-_NUM_ARCHS = flags.DEFINE_integer("num_archs", 50, "Random architectures to measure.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the architecture sampler.")
-_OUT = flags.DEFINE_string("out", None, "Output path prefix (no extension).")
-_ROUNDS = flags.DEFINE_integer(
-    "rounds", 3, "Passes over all architectures; each model's latency is the median of its "
-    "per-pass medians, so a burst of other load during one pass does not count.")
 
 
 def sample_archs(table: CostTable, num: int, seed: int) -> list[Arch]:
@@ -160,5 +153,13 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: the pipeline imports this module next to other jobs' flags.
+  _TABLE = flags.DEFINE_string("table", None, "Cost table JSON to validate.")
+  _NUM_ARCHS = flags.DEFINE_integer("num_archs", 50, "Random architectures to measure.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Seed of the architecture sampler.")
+  _OUT = flags.DEFINE_string("out", None, "Output path prefix (no extension).")
+  _ROUNDS = flags.DEFINE_integer(
+      "rounds", 3, "Passes over all architectures; each model's latency is the median of its "
+      "per-pass medians, so a burst of other load during one pass does not count.")
   flags.mark_flags_as_required(["table"])
   app.run(main)

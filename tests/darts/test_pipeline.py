@@ -1,11 +1,16 @@
 """The main job end to end on the tiny space (the smoke test of `make demo`), and its reruns."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
 from configs import pipeline as pipeline_config
 from darts import pipeline, report
+
+REPO = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +23,10 @@ def finished(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
 
 
 def test_every_stage_leaves_its_output(finished):
-  _, layout = finished
+  config, layout = finished
   target = json.loads(layout.target_file.read_text())
-  assert target["target_ms"] == pytest.approx(0.5 * target["base_measured_ms"])
+  assert target["target_ms"] == pytest.approx(config.latency.target_fraction
+                                              * target["base_measured_ms"])
   searched = json.loads(layout.arch_file.read_text())
   assert searched["predicted_ms"] <= target["target_ms"]
   export = json.loads((layout.export_dir / "export_report.json").read_text())
@@ -75,3 +81,14 @@ def test_a_stage_without_its_input_names_the_missing_stage(tmp_path):
   config = pipeline_config.get_config("runlocal")
   with pytest.raises(FileNotFoundError, match="run the 'search' stage first"):
     pipeline.run(config, str(tmp_path), stages=["retrain"])
+
+
+def test_command_line_entry_point(tmp_path):
+  # The job's flags must not collide with those of the jobs it imports (build_table, ...).
+  result = subprocess.run(
+      [sys.executable, "-m", "darts.pipeline", "--config=configs/pipeline.py:runlocal",
+       f"--workdir={tmp_path}", "--config.stages=report"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Report: {tmp_path / report.REPORT_FILE}" in result.stdout
+  assert "not drawn" in (tmp_path / report.REPORT_FILE).read_text()
