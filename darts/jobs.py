@@ -120,9 +120,10 @@ def write_json_atomically(path: pathlib.Path, payload: dict) -> None:
 
 
 class _DropChattyLibraries(std_logging.Filter):
-  """Drops INFO/DEBUG records of libraries that log every file they write (orbax)."""
+  """Drops INFO/DEBUG records of libraries that log every file they write or function they
+  trace (orbax; TensorFlow's SavedModel machinery, run by every TFLite conversion)."""
 
-  CHATTY = ("/orbax/",)
+  CHATTY = ("/orbax/", "/tensorflow/python/")
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING or not any(

@@ -33,6 +33,8 @@ from latency_loss import build_table, table as table_lib
 from latency_loss.timing import TimingProtocol
 from models.search_space import Arch
 
+# Beyond this relative gap between the table's prediction and the measured base model, warn.
+TABLE_TOLERANCE = 0.10
 STAGES = ("table", "teacher", "target", "search", "retrain", "export", "measure", "report")
 
 
@@ -173,6 +175,13 @@ class Pipeline:
               "base_measured_ms": base_ms, "base_predicted_ms": table.predict_ms(base),
               "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute())}
     jobs.write_json_atomically(self.layout.target_file, record)
+    if base_ms is not None and abs(record["base_predicted_ms"] / base_ms - 1) > TABLE_TOLERANCE:
+      logging.warning(
+          "The cost table predicts %.2f ms for the base model, measured now at %.2f ms (%+.0f%%): "
+          "the table was built on another machine or under other load. Latency targets and "
+          "predictions will be off; rebuild it on a quiet machine (delete %s).",
+          record["base_predicted_ms"], base_ms, 100 * (record["base_predicted_ms"] / base_ms - 1),
+          self.table_path)
     logging.info("Base model: %s ms measured, %.2f ms predicted; latency target %.2f ms.",
                  "n/a" if base_ms is None else f"{base_ms:.2f}", record["base_predicted_ms"],
                  target_ms)

@@ -32,6 +32,13 @@ def _pyplot():
   return plt
 
 
+def _save(fig, path: pathlib.Path, dpi: int = 120) -> bool:
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  _pyplot().close(fig)
+  return True
+
+
 def gather(layout, teacher_model: pathlib.Path, baselines: str = "") -> dict[str, Any]:
   """Everything the report shows, read from the workdir (None for what is missing)."""
   history_path = layout.search_dir / "arch_probabilities.jsonl"
@@ -87,10 +94,7 @@ def plot_accuracy_latency(facts: dict[str, Any], path: pathlib.Path) -> bool:
          title=f"{facts['retrain_eval']['task']}: accuracy vs measured latency")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="lower right")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return True
+  return _save(fig, path, 120)
 
 
 def plot_probabilities(facts: dict[str, Any], path: pathlib.Path) -> bool:
@@ -116,10 +120,7 @@ def plot_probabilities(facts: dict[str, Any], path: pathlib.Path) -> bool:
       ax.plot(steps, expected[:, layer], label=f"layer {layer}")
     ax.set(title=f"expected {key} per layer", xlabel="search step")
     ax.legend(fontsize=7, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return True
+  return _save(fig, path, 110)
 
 
 def plot_fidelity(facts: dict[str, Any], path: pathlib.Path) -> bool:
@@ -150,10 +151,7 @@ def plot_fidelity(facts: dict[str, Any], path: pathlib.Path) -> bool:
   ax.set(xlim=(0, top), ylim=(0, top), xlabel="measured (ms)", ylabel="cost table (ms)",
          title="predicted vs measured latency")
   ax.legend(fontsize=7, loc="upper left")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return True
+  return _save(fig, path, 120)
 
 
 def plot_arch(facts: dict[str, Any], path: pathlib.Path) -> bool:
@@ -181,10 +179,7 @@ def plot_arch(facts: dict[str, Any], path: pathlib.Path) -> bool:
   axes[1].legend(fontsize=7, loc="lower right")
   fig.suptitle(f"hidden size {arch['hidden_size']} (base {max(space['hidden_choices'])}), "
                f"{arch['num_layers']} of {len(layers)} layers")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return True
+  return _save(fig, path, 110)
 
 
 # ------------------------------------------------------------------------------ markdown

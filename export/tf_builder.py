@@ -135,9 +135,11 @@ def _layer_norm(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
 
 
 def _mask_bias(attention_mask: tf.Tensor) -> tf.Tensor:
-  """int [B, L] (1 = token, 0 = padding) -> additive float bias [B, 1, 1, L]."""
-  m = tf.cast(attention_mask, tf.float32)
-  return ((1.0 - m) * MASK_NEGATIVE)[:, tf.newaxis, tf.newaxis, :]
+  """int [B, L] (1 = token, 0 = padding) -> additive float bias [B, 1, 1, L]. A RESHAPE, not a
+  strided slice: XNNPACK takes reshapes, so the mask does not split the delegated graph."""
+  batch, seq_len = attention_mask.shape
+  m = tf.reshape(tf.cast(attention_mask, tf.float32), [batch, 1, 1, seq_len])
+  return (1.0 - m) * MASK_NEGATIVE
 
 
 def _embeddings(input_ids, token_type_ids, w: Getter, seq_len: int) -> tf.Tensor:
