@@ -36,5 +36,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.warmup = args.warmup or (2 if args.runlocal else 30)
   config.runs = args.runs or (5 if args.runlocal else 150)
   config.min_seconds = 0.0 if args.runlocal else 0.5  # Fast blocks get more samples.
+  # A block timed while other processes take more than this many cores is timed again (up to
+  # `retries` times, 2 s apart): bursts of other load would otherwise enter the table.
+  config.max_other_load = 0.25
+  config.retries = 0 if args.runlocal else 3
   config.android_logs = ""        # android: directory of benchmark_model logs to ingest
   return config

@@ -113,7 +113,8 @@ def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
   """Builds (or resumes) the table of `config` in `workdir`; returns it."""
   space, runtime = get_space(config.space), runtime_from_config(config)
   protocol = TimingProtocol(warmup=config.warmup, runs=config.runs,
-                            min_seconds=config.min_seconds)
+                            min_seconds=config.min_seconds, max_other_load=config.max_other_load,
+                            retries=config.retries)
   path = os.path.join(workdir, TABLE_NAME)
   if runtime.backend == "android":
     from latency_loss.backends import android

@@ -20,8 +20,9 @@ def test_runlocal_builds_complete_table(tmp_path, config):
                       expect=build_table.runtime_from_config(config))
   assert loaded.missing() == []
   assert loaded.host["cpu_count"] >= 1 and loaded.host["litert"]
-  assert loaded.protocol == {"warmup": 2, "runs": 5, "min_seconds": 0.0, "statistic": "median"}
-  assert all(e["ms"] > 0 for e in loaded.entries.values())
+  assert loaded.protocol == {"warmup": 2, "runs": 5, "min_seconds": 0.0, "statistic": "median",
+                             "max_other_load": 0.25, "retries": 0, "retry_wait_s": 2.0}
+  assert all(e["ms"] > 0 and e["other_load"] >= 0 for e in loaded.entries.values())
   assert loaded.predict_ms(get_space("tiny").largest_arch()) > 0
   assert table.entries == loaded.entries
 

@@ -1,19 +1,45 @@
 """Timing protocol: warm-up calls, run counts and the robust statistics."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from latency_loss.timing import Stats, TimingProtocol, time_callable
+from latency_loss.timing import Stats, TimingProtocol, cpu_seconds, time_callable
+
+NO_RETRIES = {"max_other_load": float("inf")}  # Other load on the test machine must not matter.
 
 
 def test_calls_warmup_plus_runs():
   calls = []
-  stats = time_callable(lambda: calls.append(1), TimingProtocol(warmup=3, runs=7))
+  stats = time_callable(lambda: calls.append(1), TimingProtocol(warmup=3, runs=7, **NO_RETRIES))
   assert len(calls) == 10 and stats.runs == 7
 
 
+def test_other_processes_load_is_detected_and_the_measurement_repeated():
+  hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+  try:
+    calls = []
+    protocol = TimingProtocol(warmup=0, runs=5, min_seconds=0.5, max_other_load=0.3, retries=1,
+                              retry_wait_s=0.0)
+    stats = time_callable(lambda: calls.append(1), protocol)
+  finally:
+    hog.kill()
+  assert stats.other_load > 0.5  # The hog keeps one core busy.
+  assert len(calls) > stats.runs  # Timed twice: the first attempt was contended.
+
+
+def test_cpu_seconds_counts_this_process():
+  before = cpu_seconds()
+  sum(i * i for i in range(2_000_000))
+  after = cpu_seconds()
+  assert after[1] > before[1] and after[0] >= before[0]
+
+
 def test_min_seconds_adds_runs():
-  stats = time_callable(lambda: None, TimingProtocol(warmup=0, runs=2, min_seconds=0.05))
+  stats = time_callable(lambda: None, TimingProtocol(warmup=0, runs=2, min_seconds=0.05,
+                                                     **NO_RETRIES))
   assert stats.runs > 2
 
 
