@@ -175,7 +175,8 @@ def _encoder_layer(x: tf.Tensor, mask_bias: tf.Tensor, w: Getter, index: int, he
 
 
 def _head(x: tf.Tensor, w: Getter) -> tf.Tensor:
-  pooled = tf.tanh(_dense(x[:, 0, :], w, "pooler.dense"))
+  batch, _, hidden = x.shape  # [CLS] by slice + reshape: XNNPACK takes both (not a shrink).
+  pooled = tf.tanh(_dense(tf.reshape(x[:, :1, :], [batch, hidden]), w, "pooler.dense"))
   return _dense(pooled, w, "classifier")
 
 
