@@ -30,6 +30,7 @@ from configs import retrain as retrain_config
 from darts import finetune, jobs, report, searching
 from export import exporter
 from latency_loss import build_table, table as table_lib
+from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
 from models.search_space import Arch
 
@@ -260,17 +261,21 @@ def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
 
 def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable,
                      threads: Sequence[int]) -> dict[str, dict[str, Any]]:
-  """Median latency of every exported model at each thread count, on the table's runtime."""
+  """Median latency of every exported model at each thread count, on this host's LiteRT (the
+  table's runtime when the table is a TFLite one). A phone's table: no host timings (None); time
+  the models on the phone with latency_loss/backends/android_benchmark.sh."""
   from latency_loss.backends import tflite as tflite_backend  # TensorFlow: loaded on demand.
   export_report = json.loads((export_dir / exporter.REPORT_FILE).read_text())
   space = dataclasses.replace(table.space, seq_len=export_report["seq_len"])
-  protocol = TimingProtocol(**table.protocol)
+  on_host = table.runtime.backend != "android"
+  protocol = TimingProtocol(**table.protocol) if on_host else None
+  runtime = table.runtime if table.runtime.backend == "tflite" else RuntimeSpec()
   models = {}
   for path in sorted(export_dir.glob("model_*.tflite")):
     precision = path.stem.removeprefix("model_")
     model = path.read_bytes()
-    latency = {str(t): tflite_backend.time_model(
-        model, space, dataclasses.replace(table.runtime, threads=int(t)), protocol).median_ms
+    latency = {str(t): None if not on_host else tflite_backend.time_model(
+        model, space, dataclasses.replace(runtime, threads=int(t)), protocol).median_ms
                for t in threads}
     result = export_report["results"][precision]
     models[precision] = {"file": path.name, "bytes": path.stat().st_size, "latency_ms": latency,

@@ -86,6 +86,8 @@ def plot_accuracy_latency(facts: dict[str, Any], path: pathlib.Path) -> bool:
                label=name, zorder=2)
   for precision, model in latency["models"].items():
     metric = model["metrics"][model["main_metric"]]
+    if model["latency_ms"][threads] is None:  # A phone table: timed on the phone, not here.
+      continue
     ax.scatter([model["latency_ms"][threads]], [100 * metric], s=50 if precision == "fp32" else 25,
                marker="o", label=f"searched, {precision} (LiteRT)", zorder=3)
   ax.axvline(target["target_ms"], color="gray", ls="--", lw=1, label="latency target")
