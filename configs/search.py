@@ -75,9 +75,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.latency.delegate_options = {}
 
   config.log_every_steps = base.log_every_steps
+  config.history_every_steps = 10  # Architecture probabilities to TensorBoard and the history.
   config.checkpoint_every_steps = base.checkpoint_every_steps
   config.keep_checkpoints = 2
   if args.runlocal:
     config.search.importance_batches = 2
+    config.history_every_steps = 2
     config.optim.num_train_steps = 8
   return config

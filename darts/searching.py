@@ -249,6 +249,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                  "lower --config.optim.lr or --config.arch_optim.lr.")
       progress.update(step, examples_since_log, step_metrics, float(schedule(step)))
       examples_since_log = 0.0
+    if step % config.history_every_steps == 0 or step == total_steps:
       log_probabilities(writer, history, arch_params.softmax_probs(state.arch_logits), space,
                         step)
     if step % config.checkpoint_every_steps == 0 or step == total_steps:
