@@ -1,5 +1,6 @@
 """The main job end to end on the tiny space (the smoke test of `make demo`), and its reruns."""
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -92,3 +93,13 @@ def test_command_line_entry_point(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Report: {tmp_path / report.REPORT_FILE}" in result.stdout
   assert "not drawn" in (tmp_path / report.REPORT_FILE).read_text()
+
+
+def test_exported_models_are_not_timed_on_the_host_against_a_phone_table(finished):
+  config, layout = finished
+  table = pipeline.Pipeline(config, str(layout.root)).load_table()
+  phone = dataclasses.replace(table, runtime=dataclasses.replace(table.runtime, backend="android"),
+                              protocol={**table.protocol, "statistic": "mean"})
+  models = pipeline.measure_exported(layout.export_dir, phone, threads=(1, 4))
+  assert set(models) == {"fp32", "fp16", "int8", "int8_full"}
+  assert all(m["latency_ms"] == {"1": None, "4": None} for m in models.values())
