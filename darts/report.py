@@ -247,7 +247,8 @@ def _export_lines(facts: dict[str, Any]) -> list[str]:
 def _fidelity_lines(facts: dict[str, Any]) -> list[str]:
   records = facts["latency"] and facts["latency"]["fidelity"]
   if not records:
-    return ["No random-arch check (phone table, or stage measure not run)."]
+    return ["No random-arch check in this run (measure.fidelity_archs=0, a phone's table, or the "
+            "measure stage has not run)."]
   errors = np.array([abs(r["predicted_ms"] / r["measured_ms"] - 1) for r in records])
   return [f"{len(records)} random archs measured now on this machine: mean absolute error "
           f"{100 * errors.mean():.1f}%, worst {100 * errors.max():.1f}%, "
