@@ -39,7 +39,9 @@ _BASE_MS = flags.DEFINE_float("base_ms", 0.0, "Measured latency of the base mode
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.3", "0.7"], "Targets, x base latency.")
 _NUM_RANDOM = flags.DEFINE_integer("num_random", 2, "Random archs per target.")
 _SEARCH_EXAMPLES = flags.DEFINE_integer("search_examples", 10000, "SST-2 train subsample.")
-_RETRAIN_EXAMPLES = flags.DEFINE_integer("retrain_examples", 10000, "Retraining subsample.")
+_RETRAIN_EXAMPLES = flags.DEFINE_integer("retrain_examples", 10000,
+                                         "Retraining subsample (0: all of train).")
+_RETRAIN_EPOCHS = flags.DEFINE_float("retrain_epochs", 1.0, "Retraining epochs, every arch.")
 _PHASE = flags.DEFINE_enum("phase", "train", ["train", "measure", "report"], "What to run.")
 _OUT = flags.DEFINE_string("out", "bench/results/search_quality", "Result path, no suffix.")
 flags.mark_flags_as_required(["workdir", "teacher", "table"])
@@ -55,6 +57,7 @@ def bench_config(target_ms: float):
   config.latency.target_ms = target_ms
   config.search.data.max_train_examples = _SEARCH_EXAMPLES.value
   config.retrain.data.max_train_examples = _RETRAIN_EXAMPLES.value
+  config.retrain.optim.num_epochs = _RETRAIN_EPOCHS.value
   config.export.precisions = "fp32"
   config.measure.threads = (load_table(_TABLE.value).runtime.threads,)
   config.measure.fidelity_archs = 0
@@ -176,7 +179,8 @@ def report(base_ms: float) -> dict[str, Any]:
           "code": code_version(), "machine": machine_facts(), "base_ms": base_ms,
           "teacher": {"path": _TEACHER.value, "metrics": teacher_eval["metrics"]},
           "table": _TABLE.value, "search_examples": _SEARCH_EXAMPLES.value,
-          "retrain_examples": _RETRAIN_EXAMPLES.value, "targets": targets}
+          "retrain_examples": _RETRAIN_EXAMPLES.value, "retrain_epochs": _RETRAIN_EPOCHS.value,
+          "targets": targets}
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -215,7 +219,8 @@ def write_markdown(result: dict[str, Any], path: str) -> None:
            f"- base model measured: {result['base_ms']:.2f} ms (fp32 TFLite, XNNPACK, table's "
            f"threads); teacher dev {result['teacher']['metrics']}",
            f"- search on {result['search_examples']} SST-2 train sentences, every arch retrained "
-           f"on {result['retrain_examples']} for 1 epoch with distillation from the teacher; "
+           f"on {result['retrain_examples'] or 'all'} for {result.get('retrain_epochs', 1):g} "
+           "epoch(s) with distillation from the teacher; "
            "baselines sliced from the teacher (first heads, units, layers)", "",
            "| target | run | arch (layers, hidden, heads, FFN) | predicted ms | measured ms | "
            "dev acc JAX | dev acc LiteRT |", "|---|---|---|---|---|---|---|"]
@@ -233,7 +238,7 @@ def write_markdown(result: dict[str, Any], path: str) -> None:
     lines.append(f"| {label} | {target['measured_over_target']:.2f} | "
                  f"{'yes' if target['hit'] else 'NO'} | {beats} | "
                  f"{target['loss_vs_base_points']:.2f} |")
-  lines += ["", "![Pareto](search_quality.png)", ""]
+  lines += ["", f"![Pareto]({pathlib.Path(path).with_suffix('.png').name})", ""]
   pathlib.Path(path).write_text("\n".join(lines))
 
 

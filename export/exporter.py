@@ -32,9 +32,17 @@ from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
 
-# fp32/fp16/int8 are `tf_builder`'s (int8 = dynamic range, as in the cost tables);
-# int8_full = full-integer: int8 weights and activations, calibrated on train examples.
-PRECISIONS = (*tf_builder.PRECISIONS, "int8_full")
+# fp32/fp16/int8 are `tf_builder`'s (int8 = dynamic range, as in the cost tables). The integer
+# modes quantize activations too, calibrated on train examples: int8_full (int8 weights and
+# activations: int8 CPU kernels, NPUs) and int16x8 (int8 weights, int16 activations: accurate,
+# for NPUs with 16-bit activations; LiteRT's CPU kernels for it are reference code, ~30x slower).
+INTEGER_OPS = {
+    "int8_full": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+    "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+}
+PRECISIONS = (*tf_builder.PRECISIONS, *INTEGER_OPS)
+EMBEDDING_TABLES = tuple(f"embeddings.{name}_embeddings.weight"
+                         for name in ("word", "position", "token_type"))
 EXPORT_DIR = "export"
 REPORT_FILE = "export_report.json"
 FAILED_REPORT_FILE = "export_failed.json"
@@ -162,31 +170,51 @@ def load_source(model_dir: pathlib.Path, task_name: str, seq_len: int,
   return Source(model_dir, task, config, arch, space, weights)
 
 
-def build_module(source: Source) -> tf_builder.BertModule:
-  """The TF graph of the checkpoint with its weights; errors name the checkpoint."""
+def unit_variance_embeddings(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`weights` with the embedding tables scaled by 1 / std(word embeddings).
+
+  The embedding LayerNorm is scale invariant (up to its 1e-12 epsilon), so the model computes the
+  same function; but its input variance moves from ~0.003 to ~1, where an integer RSQRT is
+  accurate (at ~0.003 int8 RSQRT is off by ~5 on outputs of ~20).
+  """
+  scale = 1.0 / float(np.std(weights[EMBEDDING_TABLES[0]]))
+  return {k: v * scale if k in EMBEDDING_TABLES else v for k, v in weights.items()}
+
+
+def build_module(source: Source, integer_friendly: bool = False) -> tf_builder.BertModule:
+  """The TF graph of the checkpoint with its weights; errors name the checkpoint.
+
+  `integer_friendly` rescales the embeddings (`unit_variance_embeddings`) for integer modes.
+  """
+  weights = unit_variance_embeddings(source.weights) if integer_friendly else source.weights
   try:
-    return tf_builder.BertModule(source.arch, source.space, source.weights)
+    return tf_builder.BertModule(source.arch, source.space, weights)
   except ValueError as e:
     raise ValueError(f"{source.model_dir}: model.safetensors does not match its "
                      f"config.json architecture {source.arch}: {e}") from None
 
 
-def _full_integer(module: tf_builder.BertModule, calibration: verify.PaddedSplit) -> bytes:
-  """Full-integer int8; ids stay int32 and logits float32 so the app's I/O does not change."""
+def _full_integer(module: tf_builder.BertModule, ops_set: tf.lite.OpsSet,
+                  calibration: verify.PaddedSplit) -> bytes:
+  """Integer activations; ids stay int32 and logits float32 so the app's I/O does not change."""
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module)
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  converter.target_spec.supported_ops = [ops_set]
   converter.representative_dataset = lambda: (
       {k: v[i:i + 1] for k, v in calibration.inputs.items()} for i in range(len(calibration)))
   return converter.convert()
 
 
-def convert(module: tf_builder.BertModule, precision: str,
+def convert(source: Source, module: tf_builder.BertModule, precision: str,
             calibration: Callable[[], verify.PaddedSplit]) -> bytes:
-  """The flatbuffer of `module` at `precision`; `calibration` is called for int8_full only."""
-  if precision == "int8_full":
-    return _full_integer(module, calibration())
+  """The flatbuffer of `module` (built from `source`) at `precision`.
+
+  Integer modes rebuild the graph with integer-friendly weights and call `calibration`.
+  """
+  if precision in INTEGER_OPS:
+    return _full_integer(build_module(source, integer_friendly=True), INTEGER_OPS[precision],
+                         calibration())
   return tf_builder.convert_to_tflite(module, precision)
 
 
@@ -275,7 +303,7 @@ def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   calibration = lambda: split("train", config.calibration_examples)
   models, results = {}, {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
   for precision in dict.fromkeys(("fp32", *precisions)):  # fp32 is always the gate.
-    models[precision] = convert(module, precision, calibration)
+    models[precision] = convert(source, module, precision, calibration)
     logits = verify.tflite_logits(models[precision], runtime, dev.inputs)
     results[precision] = {**verify.compare(source.task, dev, reference, logits),
                           "delegate": delegates.delegated_share(models[precision], runtime),

@@ -24,10 +24,10 @@ import tensorflow as tf
 from models.search_space import Arch, SearchSpace
 
 LN_EPS = 1e-12
-# Added to the attention scores of padding keys. Large enough that exp() underflows to 0 in
-# float32, small enough that score + bias never overflows to -inf (which yields NaN in
-# softmax when a whole row is masked).
-MASK_NEGATIVE = -1e9
+# Added to the attention scores of padding keys: exp(-100) is 4e-44, so padding gets no weight
+# in float (scores stay far inside +-75). Not -1e9 or float32's min: full-integer quantization
+# gives the biased scores one int8 scale, and a -1e9 range would round every real score to 0.
+MASK_NEGATIVE = -100.0
 PRECISIONS = ("fp32", "fp16", "int8")
 
 Weights = Mapping[str, np.ndarray]
@@ -129,17 +129,24 @@ def _dense(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
 
 
 def _layer_norm(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
-  mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-  var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
-  return (x - mean) * tf.math.rsqrt(var + LN_EPS) * w(f"{name}.weight") + w(f"{name}.bias")
+  # The centered input is computed once and squared by a MUL: SQUARED_DIFFERENCE has no int16
+  # kernel in LiteRT, and sharing the SUB quantizes one tensor instead of two.
+  centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+  var = tf.reduce_mean(centered * centered, axis=-1, keepdims=True)
+  return centered * tf.math.rsqrt(var + LN_EPS) * w(f"{name}.weight") + w(f"{name}.bias")
 
 
 def _mask_bias(attention_mask: tf.Tensor) -> tf.Tensor:
-  """int [B, L] (1 = token, 0 = padding) -> additive float bias [B, 1, 1, L]. A RESHAPE, not a
-  strided slice: XNNPACK takes reshapes, so the mask does not split the delegated graph."""
+  """int [B, L] (1 = token, 0 = padding) -> additive float bias [B, 1, 1, L].
+
+  A lookup in the table [MASK_NEGATIVE, 0] rather than a CAST: integer-activation converters
+  (16x8) have no int-to-float CAST, and GATHER is one op where CAST, SUB and MUL were three.
+  A RESHAPE, not a strided slice: XNNPACK takes reshapes, so the mask does not split the
+  delegated graph.
+  """
   batch, seq_len = attention_mask.shape
-  m = tf.reshape(tf.cast(attention_mask, tf.float32), [batch, 1, 1, seq_len])
-  return (1.0 - m) * MASK_NEGATIVE
+  bias = tf.gather(tf.constant([MASK_NEGATIVE, 0.0], tf.float32), attention_mask)
+  return tf.reshape(bias, [batch, 1, 1, seq_len])
 
 
 def _embeddings(input_ids, token_type_ids, w: Getter, seq_len: int) -> tf.Tensor:

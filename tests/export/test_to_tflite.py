@@ -17,7 +17,7 @@ WORDS = "a good great fun film movie bad dull boring mess plot is the".split()
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS]
 SENTENCES = ["a good film", "a great fun movie", "the plot is a mess", "a dull boring movie",
              "the movie is good", "a bad plot", "great fun", "the film is dull"]
-PRECISIONS = "fp32,fp16,int8,int8_full"
+PRECISIONS = "fp32,fp16,int8,int8_full,int16x8"
 
 
 def write_glue(root: pathlib.Path) -> pathlib.Path:
@@ -117,6 +117,22 @@ def test_embedding_metadata_does_not_change_the_outputs(exported):
         exporter.build_module(exporter.load_source(out.parent / "model", "", 32))))
 
 
+def test_integer_modes_keep_the_function_and_int16_activations_beat_int8(exported):
+  out, report = exported
+  source = exporter.load_source(out.parent / "model", "", 32)
+  feeds = {"input_ids": np.arange(32, dtype=np.int32)[None] % len(VOCAB),
+           "attention_mask": (np.arange(32) < 20).astype(np.int32)[None],
+           "token_type_ids": np.zeros((1, 32), np.int32)}
+  plain = exporter.build_module(source).serve(**feeds)["logits"].numpy()
+  rescaled = exporter.build_module(source, integer_friendly=True)
+  np.testing.assert_allclose(rescaled.serve(**feeds)["logits"].numpy(), plain, atol=1e-5)
+  word = rescaled.w(exporter.EMBEDDING_TABLES[0]).numpy()
+  assert np.std(word) == pytest.approx(1.0, rel=1e-3)
+  results = report["results"]
+  assert results["int16x8"]["mean_abs_diff"] < results["int8_full"]["mean_abs_diff"] / 2
+  assert results["int16x8"]["prediction_agreement"] == 1.0
+
+
 def test_delegation_and_op_coverage_are_reported(exported):
   _, report = exported
   fp32 = report["results"]["fp32"]
@@ -135,11 +151,11 @@ def test_gate_fails_on_a_corrupted_weight_and_leaves_no_final_file(tmp_path, mon
   write_model(tmp_path / "run" / "model")
   build = exporter.build_module
 
-  def corrupted(source):  # One row of one TF weight 10% off; the JAX model keeps the original.
+  def corrupted(source, **kwargs):  # One row of one TF weight 10% off; JAX keeps the original.
     name = "encoder.layer.0.intermediate.dense.weight"
     source.weights[name] = source.weights[name].copy()
     source.weights[name][0] *= 1.1
-    return build(source)
+    return build(source, **kwargs)
 
   monkeypatch.setattr(exporter, "build_module", corrupted)
   with pytest.raises(exporter.VerificationError, match="fp32 logits differ from JAX"):
