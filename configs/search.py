@@ -38,7 +38,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.num_epochs = 1.0
 
   config.arch_optim = ml_collections.ConfigDict()
-  config.arch_optim.lr = 1e-2
+  # Adam moves a logit by about lr per step, so lr x architecture steps bounds how far the
+  # probabilities can move: 3e-2 over the ~200-500 steps of a CPU search lets them converge
+  # (at 1e-2 the per-layer head and FFN choices stayed near uniform).
+  config.arch_optim.lr = 3e-2
   config.arch_optim.b1 = 0.9
   config.arch_optim.b2 = 0.999
   config.arch_optim.weight_decay = 5e-4
