@@ -75,8 +75,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.measure.fidelity_archs = 3
   else:
     config.teacher.optim.num_epochs = 1.0
-    config.teacher.data.max_train_examples = 12000
-    config.search.data.max_train_examples = 6000
-    config.retrain.data.max_train_examples = 12000
+    config.teacher.data.max_train_examples = 24000
+    config.search.data.max_train_examples = 8000
+    config.retrain.data.max_train_examples = 24000
     config.retrain.optim.num_epochs = 1.0
   return config

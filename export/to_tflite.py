@@ -1,6 +1,8 @@
 """Exports a fine-tuned BERT to verified TFLite models for phones.
 
   python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2
+  python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2 \
+      --delegate=/path/libdelegate.so --delegate_option=backend=gpu --delegate_option=fp16=1
 
 See configs/export.py for the options (override any with --config.<name>=<value>). Exits
 non-zero, writing no final file, when the TFLite models do not match the JAX model.
@@ -15,14 +17,30 @@ from export import exporter
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Export config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "darts.train workdir; outputs go to its export/.")
+_DELEGATE = flags.DEFINE_string(
+    "delegate", None, "External delegate library (.so) to verify and measure on; the same as "
+    "--config.delegate.")
+_DELEGATE_OPTIONS = flags.DEFINE_multi_string(
+    "delegate_option", [], "key=value passed to --delegate; repeatable. Added to "
+    "--config.delegate_options.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def config_with_flags(config):
+  """`config` with the --delegate and --delegate_option shortcuts applied."""
+  if _DELEGATE.value:
+    config.delegate = _DELEGATE.value
+  if _DELEGATE_OPTIONS.value:
+    config.delegate_options = ",".join(filter(None, [config.delegate_options,
+                                                     *_DELEGATE_OPTIONS.value]))
+  return config
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   jobs.quiet_library_logs()
-  report = exporter.export(_CONFIG.value, _WORKDIR.value)
+  report = exporter.export(config_with_flags(_CONFIG.value), _WORKDIR.value)
   for precision, result in report["results"].items():
     line = " ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     if precision != "jax":

@@ -2,6 +2,8 @@
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -209,4 +211,20 @@ def test_bad_input_names_the_cause(tmp_path, breakage, error, match):
     safetensors.numpy.save_file(encoder, model_dir / "model.safetensors")
   with pytest.raises(error, match=match):
     exporter.export(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "export").exists()
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--delegate=/nonexistent/libx.so", "--delegate_option=backend=gpu"],
+     "cannot load the delegate library '/nonexistent/libx.so'"),
+    (["--delegate=/nonexistent/libx.so", "--delegate_option=novalue"],
+     "delegate_options item 'novalue' is not key=value"),
+])
+def test_command_line_delegate_flags_reach_the_export(tmp_path, flags, match):
+  result = subprocess.run(
+      [sys.executable, "-m", "export.to_tflite", "--config=configs/export.py:runlocal",
+       f"--workdir={tmp_path / 'run'}", *flags],
+      cwd=pathlib.Path(__file__).parents[2], capture_output=True, text=True, check=False)
+  assert result.returncode != 0
+  assert match in result.stderr
   assert not (tmp_path / "run" / "export").exists()
