@@ -44,6 +44,7 @@ _OUT = flags.DEFINE_string("out", "bench/results/export_tflite", "Result path wi
 flags.mark_flags_as_required(["workdir"])
 
 QUIET_FILE = "/tmp/canao_quiet_until_done"
+GENERIC = "jax2tf"  # The generic route's entry among the timed models.
 # Peak probe: large enough that numpy's BLAS runs at its GEMM peak, small enough for seconds.
 _GEMM_SIZE, _GEMM_REPEATS = 2048, 10
 _GEMM_PROBE = f"""
@@ -91,9 +92,17 @@ def jax2tf_model(source: exporter.Source) -> bytes:
       [module.serve.get_concrete_function()], module).convert()
 
 
-def time_threads(model: bytes, source: exporter.Source, protocol: TimingProtocol) -> dict:
-  return {t: tflite_backend.time_model(model, source.space, RuntimeSpec(threads=int(t)),
-                                       protocol).__dict__ for t in _THREADS.value}
+def time_threads(models: dict[str, bytes], source: exporter.Source,
+                 protocol: TimingProtocol) -> dict[str, dict[str, dict]]:
+  """name -> thread count -> timing stats. At each thread count the models are timed interleaved
+  (this VM's 2-thread speed switches between two levels ~15% apart every few seconds; timed one
+  after the other, models would be compared across levels)."""
+  out = {name: {} for name in models}
+  for t in _THREADS.value:
+    stats = tflite_backend.time_models(models, source.space, RuntimeSpec(threads=int(t)), protocol)
+    for name, s in stats.items():
+      out[name][t] = s.__dict__
+  return out
 
 
 def table_prediction(source: exporter.Source, models: dict) -> dict | None:
@@ -108,13 +117,13 @@ def table_prediction(source: exporter.Source, models: dict) -> dict | None:
           "measured_ms": measured and measured["median_ms"]}
 
 
-def generic_route(source: exporter.Source, dev: verify.PaddedSplit, reference: np.ndarray,
-                  protocol: TimingProtocol) -> dict:
-  model = jax2tf_model(source)
+def generic_route(model: bytes, source: exporter.Source, dev: verify.PaddedSplit,
+                  reference: np.ndarray) -> dict:
+  """Accuracy and delegation of the jax2tf route's `model`."""
   logits = verify.tflite_logits(model, RuntimeSpec(threads=2), dev.inputs)
   return {"bytes": len(model), **verify.compare(source.task, dev, reference, logits),
           "delegate": delegates.delegated_share(model, RuntimeSpec(threads=2)),
-          "ops": delegates.op_counts(model), "latency": time_threads(model, source, protocol)}
+          "ops": delegates.op_counts(model)}
 
 
 def run() -> dict:
@@ -125,15 +134,18 @@ def run() -> dict:
   protocol = TimingProtocol(warmup=_WARMUP.value, runs=_RUNS.value)
   load_before = os.getloadavg()
   peak = gemm_peak_gflops(2)
+  exported = {path.stem.removeprefix("model_"): path
+              for path in sorted(out_dir.glob("model_*.tflite"))}
+  generic = jax2tf_model(source)
+  latency = time_threads({**{p: path.read_bytes() for p, path in exported.items()},
+                          GENERIC: generic}, source, protocol)
   models = {}
-  for path in sorted(out_dir.glob("model_*.tflite")):
-    precision = path.stem.removeprefix("model_")
+  for precision, path in exported.items():
     result = export_report["results"][precision]
     models[precision] = {"file": str(path), "bytes": path.stat().st_size,
                          "metrics": result["metrics"], "max_abs_diff": result["max_abs_diff"],
                          "metric_drop": result["metric_drop"],
-                         "delegate": result["delegate"],
-                         "latency": time_threads(path.read_bytes(), source, protocol)}
+                         "delegate": result["delegate"], "latency": latency[precision]}
   tokenizer = WordPieceTokenizer.from_pretrained(source.model_dir)
   dev = verify.padded_split(source.task, "dev", tokenizer, source.space.seq_len, None)
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
@@ -150,7 +162,7 @@ def run() -> dict:
       "arch": source.arch.__dict__, "seq_len": source.space.seq_len,
       "protocol": protocol.__dict__, "jax_metrics": export_report["results"]["jax"]["metrics"],
       "models": models, "table": table_prediction(source, models),
-      "jax2tf": generic_route(source, dev, reference, protocol),
+      "jax2tf": {**generic_route(generic, source, dev, reference), "latency": latency[GENERIC]},
       "roofline": {"matmul_gflop": flops / 1e9, "fp32_2_threads_ms": fp32_ms,
                    "achieved_gflops": flops / fp32_ms / 1e6, "numpy_gemm_peak_gflops": peak,
                    "gemm": f"{_GEMM_SIZE}x{_GEMM_SIZE} fp32, 2 threads, best of {_GEMM_REPEATS}"},

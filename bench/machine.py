@@ -6,11 +6,12 @@ import subprocess
 
 import jax
 
-from latency_loss.build_table import cpu_model
+from latency_loss.build_table import cpu_identity, cpu_model
 
 
 def machine_facts() -> dict:
-  return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+  return {"cpu": cpu_model(), "cpu_identity": cpu_identity(), "cores": os.cpu_count(),
+          "python": platform.python_version(),
           "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
           "load_average": os.getloadavg()}
 

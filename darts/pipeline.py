@@ -174,7 +174,11 @@ class Pipeline:
         base_ms if base_ms is not None else table.predict_ms(base))
     record = {**wanted, "target_ms": target_ms, "base_arch": dataclasses.asdict(base),
               "base_measured_ms": base_ms, "base_predicted_ms": table.predict_ms(base),
-              "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute())}
+              "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute()),
+              "table_cpu_mismatch": None if base_ms is None else build_table.other_cpu(table.host)}
+    if record["table_cpu_mismatch"]:
+      logging.warning("Cost table %s: %s; its predictions may not hold on this machine.",
+                      self.table_path, record["table_cpu_mismatch"])
     jobs.write_json_atomically(self.layout.target_file, record)
     if base_ms is not None and abs(record["base_predicted_ms"] / base_ms - 1) > TABLE_TOLERANCE:
       logging.warning(
@@ -235,8 +239,9 @@ class Pipeline:
       return
     export_report = _read_json(self.layout.export_dir / exporter.REPORT_FILE, "export")
     table = self.load_table()
-    record = {"models": measure_exported(self.layout.export_dir, table,
-                                         self.config.measure.threads),
+    models, base_ms = measure_exported(self.layout.export_dir, table,
+                                       self.config.measure.threads)
+    record = {"models": models, "base_ms": base_ms,
               "fidelity": measure_fidelity(table, self.config.measure.fidelity_archs,
                                            self.config.measure.seed),
               "arch": export_report["arch"], "runtime": table.runtime.to_dict()}
@@ -259,31 +264,55 @@ def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
   return backend.measure_arch(arch).median_ms
 
 
-def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable,
-                     threads: Sequence[int]) -> dict[str, dict[str, Any]]:
-  """Median latency of every exported model at each thread count, on this host's LiteRT (the
-  table's runtime when the table is a TFLite one). A phone's table: no host timings (None); time
-  the models on the phone with latency_loss/backends/android_benchmark.sh."""
+def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threads: Sequence[int]
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, float | None]]:
+  """Median latency of every exported model, and of the base architecture, at each thread count
+  on this host's LiteRT (the table's runtime when the table is a TFLite one).
+
+  The base (random weights: latency does not depend on them) and the exported models are timed
+  interleaved, so the speed-up holds even when the machine's speed drifts between measurements.
+  A phone's table: no host timings (None); time the models on the phone with
+  latency_loss/backends/android_benchmark.sh.
+
+  Returns:
+    (models: precision -> file, size, latency_ms by thread count, metrics; base latency_ms by
+    thread count).
+  """
   from latency_loss.backends import tflite as tflite_backend  # TensorFlow: loaded on demand.
   export_report = json.loads((export_dir / exporter.REPORT_FILE).read_text())
   space = dataclasses.replace(table.space, seq_len=export_report["seq_len"])
   on_host = table.runtime.backend != "android"
-  protocol = TimingProtocol(**table.protocol) if on_host else None
   runtime = table.runtime if table.runtime.backend == "tflite" else RuntimeSpec()
+  paths = sorted(export_dir.glob("model_*.tflite"))
+  latency = {path.name: {} for path in paths}
+  base = {}
+  for t in map(str, threads):
+    if not on_host:
+      base[t] = None
+      for path in paths:
+        latency[path.name][t] = None
+      continue
+    backend = tflite_backend.TFLiteBackend(space, dataclasses.replace(runtime, threads=int(t)),
+                                           TimingProtocol(**table.protocol))
+    stats = tflite_backend.time_models(
+        {"base": backend.arch_model(space.largest_arch()),
+         **{path.name: path.read_bytes() for path in paths}}, space, backend.runtime,
+        backend.protocol)
+    base[t] = stats.pop("base").median_ms
+    for name, s in stats.items():
+      latency[name][t] = s.median_ms
+    logging.info("%s threads: base %.2f ms, %s", t, base[t],
+                 {name: round(s.median_ms, 2) for name, s in stats.items()})
   models = {}
-  for path in sorted(export_dir.glob("model_*.tflite")):
+  for path in paths:
     precision = path.stem.removeprefix("model_")
-    model = path.read_bytes()
-    latency = {str(t): None if not on_host else tflite_backend.time_model(
-        model, space, dataclasses.replace(runtime, threads=int(t)), protocol).median_ms
-               for t in threads}
     result = export_report["results"][precision]
-    models[precision] = {"file": path.name, "bytes": path.stat().st_size, "latency_ms": latency,
-                         "metrics": result["metrics"], "main_metric": result["main_metric"],
+    models[precision] = {"file": path.name, "bytes": path.stat().st_size,
+                         "latency_ms": latency[path.name], "metrics": result["metrics"],
+                         "main_metric": result["main_metric"],
                          "metric_drop": result["metric_drop"],
                          "delegated_share": result["delegate"]["share"]}
-    logging.info("%s: %s ms at %s threads", precision, latency, list(latency))
-  return models
+  return models, base
 
 
 def measure_fidelity(table: table_lib.CostTable, num_archs: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -75,21 +75,43 @@ def cpu_seconds() -> Optional[tuple[float, float]]:
   return busy / tick, (int(own[11]) + int(own[12])) / tick  # utime, stime: fields 14, 15.
 
 
-def _time_once(fn: Callable[[], object], protocol: TimingProtocol) -> Stats:
-  for _ in range(protocol.warmup):
-    fn()
-  samples = []
+def _time_rounds(fns: Sequence[Callable[[], object]], protocol: TimingProtocol) -> list[Stats]:
+  """One measurement of each of `fns`, calling them in turn (one call each per round)."""
+  for fn in fns:
+    for _ in range(protocol.warmup):
+      fn()
+  samples = [[] for _ in fns]
   before, wall = cpu_seconds(), time.perf_counter()
   deadline = wall + protocol.min_seconds
-  while len(samples) < protocol.runs or time.perf_counter() < deadline:
-    start = time.perf_counter()
-    fn()
-    samples.append(time.perf_counter() - start)
+  while len(samples[0]) < protocol.runs or time.perf_counter() < deadline:
+    for fn, fn_samples in zip(fns, samples):
+      start = time.perf_counter()
+      fn()
+      fn_samples.append(time.perf_counter() - start)
   after, wall = cpu_seconds(), time.perf_counter() - wall
   other = 0.0
   if before and after:
     other = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / max(wall, 1e-9)
-  return Stats.from_samples(np.array(samples) * 1e3, other)
+  return [Stats.from_samples(np.array(s) * 1e3, other) for s in samples]
+
+
+def _least_contended(measure: Callable[[], list[Stats]], protocol: TimingProtocol) -> list[Stats]:
+  """`measure()`, repeated while other processes take more than `protocol.max_other_load`
+  cores (up to `protocol.retries` times); the least contended result."""
+  best = None
+  for attempt in range(protocol.retries + 1):
+    stats = measure()
+    if best is None or stats[0].other_load < best[0].other_load:
+      best = stats
+    if stats[0].other_load <= protocol.max_other_load:
+      return stats
+    logging.warning("Other processes took %.2f cores while timing (limit %.2f); %s",
+                    stats[0].other_load, protocol.max_other_load,
+                    f"retrying in {protocol.retry_wait_s:g} s" if attempt < protocol.retries
+                    else "keeping the least contended measurement")
+    if attempt < protocol.retries:
+      time.sleep(protocol.retry_wait_s)
+  return best
 
 
 def time_callable(fn: Callable[[], object], protocol: TimingProtocol) -> Stats:
@@ -99,17 +121,18 @@ def time_callable(fn: Callable[[], object], protocol: TimingProtocol) -> Stats:
   repeated (up to `protocol.retries` times); the least contended one is returned, its
   `other_load` recorded.
   """
-  best = None
-  for attempt in range(protocol.retries + 1):
-    stats = _time_once(fn, protocol)
-    if best is None or stats.other_load < best.other_load:
-      best = stats
-    if stats.other_load <= protocol.max_other_load:
-      return stats
-    logging.warning("Other processes took %.2f cores while timing (limit %.2f); %s",
-                    stats.other_load, protocol.max_other_load,
-                    f"retrying in {protocol.retry_wait_s:g} s" if attempt < protocol.retries
-                    else "keeping the least contended measurement")
-    if attempt < protocol.retries:
-      time.sleep(protocol.retry_wait_s)
-  return best
+  return _least_contended(lambda: _time_rounds([fn], protocol), protocol)[0]
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]],
+                     protocol: TimingProtocol) -> dict[str, Stats]:
+  """Times several callables in alternation, one call of each per round, under `protocol`.
+
+  Latencies measured one after the other are not comparable on a machine whose speed changes
+  during the measurement (this VM's 2-thread latencies switch between two levels 15% apart every
+  few seconds, with no other process running): interleaved, every callable sees the same mix of
+  levels, so their ratios hold. `protocol.runs` and `min_seconds` count rounds; contention is
+  handled as in `time_callable`.
+  """
+  stats = _least_contended(lambda: _time_rounds(list(fns.values()), protocol), protocol)
+  return dict(zip(fns, stats))

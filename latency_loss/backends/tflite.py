@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
 import tempfile
-from typing import Callable
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -15,7 +16,7 @@ from ai_edge_litert import interpreter as litert
 from export import tf_builder
 from latency_loss.blocks import Block, reference_arch
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.timing import Stats, TimingProtocol, time_callable
+from latency_loss.timing import Stats, TimingProtocol, time_interleaved
 from models.search_space import Arch, SearchSpace
 
 
@@ -95,13 +96,21 @@ def random_inputs(runner: litert.SignatureRunner, space: SearchSpace,
   return feeds
 
 
+def time_models(models: Mapping[str, bytes], space: SearchSpace, runtime: RuntimeSpec,
+                protocol: TimingProtocol) -> dict[str, Stats]:
+  """Times one full signature-runner call (set inputs, invoke, read outputs) of each model,
+  interleaved (`timing.time_interleaved`: their ratios hold if the machine's speed changes)."""
+  calls = {}
+  for name, model in models.items():
+    runner = make_interpreter(model, runtime).get_signature_runner()
+    calls[name] = functools.partial(runner, **random_inputs(runner, space))
+  return time_interleaved(calls, protocol)
+
+
 def time_model(model: bytes, space: SearchSpace, runtime: RuntimeSpec,
                protocol: TimingProtocol) -> Stats:
-  """Times one full signature-runner call (set inputs, invoke, read outputs)."""
-  runner = make_interpreter(model, runtime).get_signature_runner()
-  feeds = random_inputs(runner, space)
-  call: Callable[[], object] = lambda: runner(**feeds)
-  return time_callable(call, protocol)
+  """Times one full signature-runner call of `model`."""
+  return time_models({"model": model}, space, runtime, protocol)["model"]
 
 
 class TFLiteBackend:
@@ -128,13 +137,16 @@ class TFLiteBackend:
     return time_model(self.convert(build_module(block, self.space)), self.space, self.runtime,
                       self.protocol)
 
-  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
-    """Times the whole model of `arch` (converted once per backend, then reused)."""
+  def arch_model(self, arch: Arch, seed: int = 0) -> bytes:
+    """The whole model of `arch` with random weights (converted once per backend, then reused)."""
     name = hashlib.sha1(f"{arch.to_json()} {seed}".encode()).hexdigest()
     path = os.path.join(self._arch_dir.name, name + ".tflite")
     if not os.path.exists(path):
       with open(path, "wb") as f:
         f.write(self.convert(tf_builder.BertModule(arch, self.space, seed=seed)))
     with open(path, "rb") as f:
-      model = f.read()
-    return time_model(model, self.space, self.runtime, self.protocol)
+      return f.read()
+
+  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
+    """Times the whole model of `arch`."""
+    return time_model(self.arch_model(arch, seed), self.space, self.runtime, self.protocol)

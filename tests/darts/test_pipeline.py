@@ -36,6 +36,9 @@ def test_every_stage_leaves_its_output(finished):
   latency = json.loads(layout.latency_file.read_text())
   assert set(latency["models"]) == {"fp32", "fp16", "int8", "int8_full"}
   assert all(ms > 0 for m in latency["models"].values() for ms in m["latency_ms"].values())
+  # The base was timed with them (interleaved): the speed-up does not mix machine states.
+  assert set(latency["base_ms"]) == {str(t) for t in config.measure.threads}
+  assert all(ms > 0 for ms in latency["base_ms"].values())
   assert len(latency["fidelity"]) == finished[0].measure.fidelity_archs
 
 
@@ -100,6 +103,7 @@ def test_exported_models_are_not_timed_on_the_host_against_a_phone_table(finishe
   table = pipeline.Pipeline(config, str(layout.root)).load_table()
   phone = dataclasses.replace(table, runtime=dataclasses.replace(table.runtime, backend="android"),
                               protocol={**table.protocol, "statistic": "mean"})
-  models = pipeline.measure_exported(layout.export_dir, phone, threads=(1, 4))
+  models, base_ms = pipeline.measure_exported(layout.export_dir, phone, threads=(1, 4))
   assert set(models) == {"fp32", "fp16", "int8", "int8_full"}
   assert all(m["latency_ms"] == {"1": None, "4": None} for m in models.values())
+  assert base_ms == {"1": None, "4": None}

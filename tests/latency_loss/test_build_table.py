@@ -64,3 +64,12 @@ def test_config_parsing():
       "bert_base", "int8", False, 1)
   with pytest.raises(ValueError, match="bogus"):
     cost_table_config.get_config("bogus=1")
+
+
+def test_tables_record_the_cpu_and_another_cpu_is_named(tmp_path, config):
+  table = build_table.build_table(config, str(tmp_path))
+  assert table.host["cpu_identity"] == build_table.cpu_identity()
+  assert build_table.other_cpu(table.host) is None
+  other = {**table.host, "cpu_identity": {**table.host["cpu_identity"], "simd": ["avx2"]}}
+  assert "measured on another CPU: simd ['avx2'] (table)" in build_table.other_cpu(other)
+  assert "does not record its CPU" in build_table.other_cpu({"cpu_model": "AMD EPYC"})

@@ -1,12 +1,15 @@
 """Timing protocol: warm-up calls, run counts and the robust statistics."""
 
+import itertools
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from latency_loss.timing import Stats, TimingProtocol, cpu_seconds, time_callable
+from latency_loss.timing import (Stats, TimingProtocol, cpu_seconds, time_callable,
+                                  time_interleaved)
 
 NO_RETRIES = {"max_other_load": float("inf")}  # Other load on the test machine must not matter.
 
@@ -54,3 +57,24 @@ def test_bad_protocol_raises():
     TimingProtocol(runs=0)
   with pytest.raises(ValueError, match="statistic"):
     TimingProtocol(statistic="mean")
+
+
+def _machine_that_speeds_up(slow_calls: int):
+  """Callables sleeping their latency, 3x slower for the first `slow_calls` calls of any."""
+  calls = itertools.count()
+
+  def model(ms: float):
+    return lambda: time.sleep(ms / 1e3 * (3 if next(calls) < slow_calls else 1))
+
+  return model
+
+
+def test_interleaving_keeps_ratios_when_the_machine_changes_speed():
+  protocol = TimingProtocol(warmup=0, runs=50, **NO_RETRIES)
+  model = _machine_that_speeds_up(slow_calls=40)
+  stats = time_interleaved({"a": model(2.0), "b": model(4.0)}, protocol)
+  assert stats["b"].median_ms / stats["a"].median_ms == pytest.approx(2.0, rel=0.15)
+  # One after the other, the same change compares a slow `a` with a fast `b`.
+  model = _machine_that_speeds_up(slow_calls=40)
+  a, b = time_callable(model(2.0), protocol), time_callable(model(4.0), protocol)
+  assert b.median_ms / a.median_ms < 1.0
