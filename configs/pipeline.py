@@ -15,8 +15,8 @@ report. Arguments after the colon: `task`, `space` (minilm, bert_base, tiny), `r
 space, tiny data, a few steps: the smoke test; needs a base checkpoint of the tiny space's shape,
 see tests/darts/test_pipeline.py).
 
-The defaults take 23 minutes on 2 CPU cores (`make demo` on a fresh clone, setup included): the
-teacher and the retrained model see 12k SST-2 sentences for one epoch, the search 6k. Longer
+The defaults take 26 minutes on 2 CPU cores (`make demo` on a fresh clone, setup included): the
+teacher and the retrained model see 24k SST-2 sentences for one epoch, the search 8k. Longer
 recipes are in configs/finetune.py and bench/; raise the counts and epochs on accelerators.
 """
 
