@@ -284,25 +284,21 @@ def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threa
   on_host = table.runtime.backend != "android"
   runtime = table.runtime if table.runtime.backend == "tflite" else RuntimeSpec()
   paths = sorted(export_dir.glob("model_*.tflite"))
-  latency = {path.name: {} for path in paths}
-  base = {}
-  for t in map(str, threads):
-    if not on_host:
-      base[t] = None
-      for path in paths:
-        latency[path.name][t] = None
-      continue
-    backend = tflite_backend.TFLiteBackend(space, dataclasses.replace(runtime, threads=int(t)),
-                                           TimingProtocol(**table.protocol))
-    stats = tflite_backend.time_models(
-        {"base": backend.arch_model(space.largest_arch()),
-         **{path.name: path.read_bytes() for path in paths}}, space, backend.runtime,
-        backend.protocol)
-    base[t] = stats.pop("base").median_ms
-    for name, s in stats.items():
-      latency[name][t] = s.median_ms
-    logging.info("%s threads: base %.2f ms, %s", t, base[t],
-                 {name: round(s.median_ms, 2) for name, s in stats.items()})
+  latency = {path.name: dict.fromkeys(map(str, threads)) for path in paths}
+  base = dict.fromkeys(map(str, threads))
+  if on_host:
+    protocol = TimingProtocol(**table.protocol)
+    # Converted and read once; the thread count is an interpreter option, not a model property.
+    timed = {"base": tflite_backend.TFLiteBackend(space, runtime, protocol).arch_model(
+        space.largest_arch()), **{path.name: path.read_bytes() for path in paths}}
+    for t in base:
+      stats = tflite_backend.time_models(timed, space, dataclasses.replace(runtime, threads=int(t)),
+                                         protocol)
+      base[t] = stats.pop("base").median_ms
+      for name, s in stats.items():
+        latency[name][t] = s.median_ms
+      logging.info("%s threads: base %.2f ms, %s", t, base[t],
+                   {name: round(s.median_ms, 2) for name, s in stats.items()})
   models = {}
   for path in paths:
     precision = path.stem.removeprefix("model_")
