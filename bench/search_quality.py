@@ -31,6 +31,7 @@ from absl import app, flags, logging
 from bench.machine import code_version, machine_facts
 from configs import pipeline as pipeline_config
 from darts import baselines, glue, jobs, pipeline
+from darts import report as report_lib
 from latency_loss.table import load_table
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of every run of the benchmark.")
@@ -141,11 +142,10 @@ def _record(root: pathlib.Path) -> dict[str, Any]:
   evaluation = json.loads((layout.retrain_dir / "eval.json").read_text())
   latency = json.loads(layout.latency_file.read_text())
   fp32 = latency["models"]["fp32"]
-  threads = next(iter(fp32["latency_ms"]))
-  measured_ms = fp32["latency_ms"][threads]
+  measured_ms = report_lib.table_threads_ms(latency)
   # The base timed interleaved with this model (pipeline stage measure): a ratio that drifts of
   # the machine's speed between runs do not move.
-  base_ms = latency.get("base_ms", {}).get(threads)
+  base_ms = report_lib.paired_base_ms(latency)
   return {"arch": searched["arch"], "predicted_ms": searched["predicted_ms"],
           "measured_ms": measured_ms, "paired_base_ms": base_ms,
           "fraction_of_base": base_ms and measured_ms / base_ms,

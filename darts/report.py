@@ -59,17 +59,18 @@ def _main_metric(eval_json: Optional[dict]) -> Optional[float]:
   return eval_json["metrics"][eval_json["main_metric"]] if eval_json else None
 
 
-def _table_threads_ms(facts: dict[str, Any], precision: str = "fp32") -> Optional[float]:
-  """The exported model's measured latency on the table's runtime (its thread count)."""
-  latency = facts["latency"]
+def table_threads_ms(latency: Optional[dict[str, Any]],
+                     precision: str = "fp32") -> Optional[float]:
+  """From a latency.json record (stage measure): the exported model's measured latency on the
+  table's runtime (its thread count)."""
   if not latency or precision not in latency["models"]:
     return None
   return latency["models"][precision]["latency_ms"].get(str(latency["runtime"]["threads"]))
 
 
-def _paired_base_ms(facts: dict[str, Any]) -> Optional[float]:
-  """The base model's latency timed interleaved with the exported ones (stage measure)."""
-  latency = facts["latency"]
+def paired_base_ms(latency: Optional[dict[str, Any]]) -> Optional[float]:
+  """From a latency.json record: the base model's latency on the table's runtime, timed
+  interleaved with the exported ones."""
   return latency and latency.get("base_ms", {}).get(str(latency["runtime"]["threads"]))
 
 
@@ -84,7 +85,7 @@ def plot_accuracy_latency(facts: dict[str, Any], path: pathlib.Path) -> bool:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   threads = str(latency["runtime"]["threads"])
-  base_ms = _paired_base_ms(facts) or target["base_measured_ms"]
+  base_ms = paired_base_ms(facts["latency"]) or target["base_measured_ms"]
   if base_ms is not None:
     ax.scatter([base_ms], [100 * _main_metric(facts["teacher_eval"])],
                marker="s", s=60, color="black", label="base (fine-tuned teacher)", zorder=3)
@@ -146,7 +147,7 @@ def plot_fidelity(facts: dict[str, Any], path: pathlib.Path) -> bool:
     ax.scatter([target["base_measured_ms"]], [target["base_predicted_ms"]], marker="s", s=50,
                color="black", label="base")
     points.append((target["base_measured_ms"], target["base_predicted_ms"]))
-  searched_ms = _table_threads_ms(facts)
+  searched_ms = table_threads_ms(facts["latency"])
   if searched_ms is not None:
     ax.scatter([searched_ms], [latency["predicted_ms"]], marker="*", s=120, color="tab:red",
                label="searched (exported fp32)")
@@ -199,11 +200,11 @@ def _fmt(value: Optional[float], spec: str = ".2f", suffix: str = "") -> str:
 
 
 def _target_verdict(target: dict[str, Any], searched_ms: float,
-                    paired_base_ms: Optional[float]) -> str:
+                    interleaved_base_ms: Optional[float]) -> str:
   """Whether the searched model meets its target. A target set as a fraction of the base is
   judged on the interleaved ratio, which a drift of the machine's speed does not move."""
-  if paired_base_ms and not target["target_ms_override"]:
-    ratio, goal = searched_ms / paired_base_ms, target["target_fraction"]
+  if interleaved_base_ms and not target["target_ms_override"]:
+    ratio, goal = searched_ms / interleaved_base_ms, target["target_fraction"]
     return (f"{'meets' if ratio <= goal else 'MISSES'} the target: it takes {ratio:.0%} of the "
             f"base's latency (target {goal:.0%}; {searched_ms:.2f} ms = "
             f"{searched_ms / target['target_ms']:.0%} of {target['target_ms']:.2f} ms)")
@@ -215,9 +216,9 @@ def _summary_lines(facts: dict[str, Any]) -> list[str]:
   target, search = facts["target"], facts["search"]
   base_metric = _main_metric(facts["teacher_eval"])
   searched_metric = _main_metric(facts["retrain_eval"])
-  searched_ms = _table_threads_ms(facts)
-  paired_base_ms = _paired_base_ms(facts)
-  base_ms = paired_base_ms or (target and target["base_measured_ms"])
+  searched_ms = table_threads_ms(facts["latency"])
+  interleaved_base_ms = paired_base_ms(facts["latency"])
+  base_ms = interleaved_base_ms or (target and target["base_measured_ms"])
   lines = ["| | base | searched |", "|---|---|---|"]
   if search:
     base_arch, arch = target["base_arch"] if target else None, search["arch"]
@@ -237,9 +238,9 @@ def _summary_lines(facts: dict[str, Any]) -> list[str]:
                    + (f" ({100 * target['target_fraction']:.0f}% of the base's measured "
                       f"latency)" if not target["target_ms_override"] else "") + ".")
   if base_ms and searched_ms:
-    verdict.append(f"Speed-up: {base_ms / searched_ms:.2f}x"
-                   + (" (base and searched timed interleaved)" if paired_base_ms else "") + "; "
-                   f"the searched model {_target_verdict(target, searched_ms, paired_base_ms)}.")
+    how = " (base and searched timed interleaved)" if interleaved_base_ms else ""
+    verdict.append(f"Speed-up: {base_ms / searched_ms:.2f}x{how}; the searched model "
+                   f"{_target_verdict(target, searched_ms, interleaved_base_ms)}.")
   if base_metric is not None and searched_metric is not None:
     verdict.append(f"Metric change: {100 * (searched_metric - base_metric):+.2f} points.")
   return lines + [""] + verdict
