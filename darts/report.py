@@ -199,6 +199,11 @@ def _fmt(value: Optional[float], spec: str = ".2f", suffix: str = "") -> str:
   return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
 
+# What a target fraction was a fraction of: the table's prediction of the base (target.json's
+# "units": "table"), or, in runs made before targets were set in the table's units, its timing.
+_BASE_UNITS = {"table": "latency as the cost table predicts it", "measured": "measured latency"}
+
+
 def _target_verdict(target: dict[str, Any], searched_ms: float,
                     interleaved_base_ms: Optional[float]) -> str:
   """Whether the searched model meets its target. A target set as a fraction of the base is
@@ -235,8 +240,9 @@ def _summary_lines(facts: dict[str, Any]) -> list[str]:
   verdict = []
   if target:
     verdict.append(f"Latency target: {target['target_ms']:.2f} ms"
-                   + (f" ({100 * target['target_fraction']:.0f}% of the base's measured "
-                      f"latency)" if not target["target_ms_override"] else "") + ".")
+                   + (f" ({100 * target['target_fraction']:.0f}% of the base's "
+                      f"{_BASE_UNITS[target.get('units', 'measured')]})"
+                      if not target["target_ms_override"] else "") + ".")
   if base_ms and searched_ms:
     how = " (base and searched timed interleaved)" if interleaved_base_ms else ""
     verdict.append(f"Speed-up: {base_ms / searched_ms:.2f}x{how}; the searched model "

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from latency_loss.blocks import Block, arch_blocks, reference_arch, space_blocks
+from latency_loss.runtime import RuntimeSpec
+from latency_loss.table import CostTable
+from latency_loss.timing import Stats
 from models import bert, checkpoint, search_space
+from models.search_space import SearchSpace
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +67,43 @@ def tiny_glue_dir(tmp_path_factory) -> pathlib.Path:
 def tiny_base_dir(tmp_path_factory) -> pathlib.Path:
   """A random BERT of the tiny search space's base shape (the runlocal jobs' checkpoint)."""
   return tiny_base_checkpoint(tmp_path_factory.mktemp("tiny_base"))
+
+
+def feasible_target_ms(table, space: SearchSpace, margin: float) -> float:
+  """A target in `table`'s own units, midway between its smallest and largest arch, and never
+  below the smallest's budget after `margin`.
+
+  The tiny space's blocks take a few microseconds, so a tiny table is mostly timing noise: it
+  can even predict the smallest arch slower than the largest. A target derived from the table
+  is reachable in that table whatever the noise; one derived from a timing is not.
+  """
+  smallest = table.predict_ms(space.smallest_arch())
+  middle = (smallest + table.predict_ms(space.largest_arch())) / 2
+  return max(middle, 1.05 * smallest / (1 - margin))
+
+
+@pytest.fixture(scope="session")
+def middle_target_ms():
+  """`feasible_target_ms`, for tests that set a search target on a real tiny-space table."""
+  return feasible_target_ms
+
+
+def random_cost_table(space: SearchSpace, seed: int = 0, scale: float = 1.0) -> CostTable:
+  """A complete table of `space` with random positive timings (raw > null), all times `scale`:
+  a uniformly slower or faster host."""
+  rng = np.random.default_rng(seed)
+  table = CostTable(space=space, runtime=RuntimeSpec(), host={}, protocol={})
+  for block in space_blocks(space):
+    ms = scale * float(rng.uniform(0.01, 0.05) if block.null else rng.uniform(0.1, 5.0))
+    table.add(block, Stats(ms, 0.0, 0.0, ms, 1))
+  for h in space.hidden_choices:  # context models 0-20% slower than their isolated blocks
+    ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * rng.uniform(1.0, 1.2)
+                                   for b in arch_blocks(reference_arch(space, h)))
+    table.add(Block("context", h), Stats(ms, 0.0, 0.0, ms, 1))
+  return table
+
+
+@pytest.fixture(scope="session")
+def make_cost_table():
+  """`random_cost_table`, for tests that need a synthetic table."""
+  return random_cost_table

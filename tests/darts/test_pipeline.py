@@ -6,28 +6,42 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import pipeline as pipeline_config
-from darts import pipeline, report
+from darts import discretize, pipeline, report
+from models import search_space
 
 REPO = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
-  """A runlocal pipeline run through every stage: (config, layout)."""
+def finished(tmp_path_factory, tiny_glue_dir, tiny_base_dir, middle_target_ms):
+  """A runlocal pipeline run through every stage: (config, layout).
+
+  The target fraction comes from the table the run builds (its first stage), so that the target
+  is reachable in that table however the machine timed the tiny space's microsecond blocks.
+  """
   config = pipeline_config.get_config("runlocal")
   config.base_checkpoint = str(tiny_base_dir)
   config.glue_dir = str(tiny_glue_dir)
-  return config, pipeline.run(config, str(tmp_path_factory.mktemp("pipeline")))
+  workdir = str(tmp_path_factory.mktemp("pipeline"))
+  pipeline.run(config, workdir, stages=["table"])
+  table = pipeline.Pipeline(config, workdir).load_table()
+  config.latency.target_fraction = middle_target_ms(
+      table, table.space, config.search.latency.margin) / table.predict_ms(
+          table.space.largest_arch())
+  return config, pipeline.run(config, workdir)
 
 
 def test_every_stage_leaves_its_output(finished):
   config, layout = finished
   target = json.loads(layout.target_file.read_text())
+  # The target is in the table's units: a fraction of its prediction of the base, not a timing.
   assert target["target_ms"] == pytest.approx(config.latency.target_fraction
-                                              * target["base_measured_ms"])
+                                              * target["base_predicted_ms"])
+  assert target["base_measured_ms"] > 0
   searched = json.loads(layout.arch_file.read_text())
   assert searched["predicted_ms"] <= target["target_ms"]
   export = json.loads((layout.export_dir / "export_report.json").read_text())
@@ -107,3 +121,27 @@ def test_exported_models_are_not_timed_on_the_host_against_a_phone_table(finishe
   assert set(models) == {"fp32", "fp16", "int8", "int8_full"}
   assert all(m["latency_ms"] == {"1": None, "4": None} for m in models.values())
   assert base_ms == {"1": None, "4": None}
+
+
+def test_a_uniformly_slower_table_gives_the_same_target_and_arch(tmp_path, make_cost_table,
+                                                                  monkeypatch):
+  # The host measures the base the same whatever the table: only the table's units differ.
+  monkeypatch.setattr(pipeline, "measure_arch_ms", lambda table, arch: 20.0)
+  space = search_space.get_space("minilm")
+  probs = {k: np.asarray(v) for k, v in
+           search_space.one_hot_probs(space.largest_arch(), space).items()}
+  targets, archs = [], []
+  for scale in (1.0, 1.8):
+    config = pipeline_config.get_config(None)
+    config.latency.target_fraction = 0.75  # The random table's smallest arch is at ~0.5.
+    config.latency_table = str(tmp_path / f"table_{scale}.json")
+    make_cost_table(space, scale=scale).save(config.latency_table)
+    layout = pipeline.run(config, str(tmp_path / f"run_{scale}"), stages=["target"])
+    target = json.loads(layout.target_file.read_text())
+    table = pipeline.Pipeline(config, str(layout.root)).load_table()
+    targets.append(target)
+    archs.append(discretize.discretize(probs, space, table.predict_ms, target["target_ms"],
+                                       margin=config.search.latency.margin)[0])
+  assert targets[1]["target_ms"] == pytest.approx(1.8 * targets[0]["target_ms"])
+  assert targets[0]["target_ms"] == pytest.approx(0.75 * targets[0]["base_predicted_ms"])
+  assert archs[0] == archs[1] and archs[0] != space.largest_arch()

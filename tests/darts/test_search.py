@@ -33,33 +33,30 @@ def setup(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
   return root
 
 
-def runlocal_config(setup, **latency):
-  config = search_config.get_config("task=sst2,runlocal")
-  config.teacher = str(setup / "teacher" / "model")
-  config.data.glue_dir = str(setup / "glue")
-  config.latency.table = str(setup / "table" / build_table.TABLE_NAME)
-  table = json.loads(pathlib.Path(config.latency.table).read_text())
-  config.latency.threads = table["runtime"]["threads"]
-  config.latency.target_ms = latency.pop("target_ms", None) or _middle_target(config)
-  for key, value in latency.items():
-    config.latency[key] = value
-  return config
+@pytest.fixture(scope="module")
+def runlocal_config(setup, middle_target_ms):
+  """Builds the runlocal search config on `setup`'s teacher and table (latency overrides)."""
 
+  def make(**latency):
+    config = search_config.get_config("task=sst2,runlocal")
+    config.teacher = str(setup / "teacher" / "model")
+    config.data.glue_dir = str(setup / "glue")
+    config.latency.table = str(setup / "table" / build_table.TABLE_NAME)
+    table = searching.table_lib.load_table(config.latency.table)
+    config.latency.threads = table.runtime.threads
+    config.latency.target_ms = latency.pop("target_ms", None) or middle_target_ms(
+        table, searching.search_space_for(config), config.latency.margin)
+    for key, value in latency.items():
+      config.latency[key] = value
+    return config
 
-def _middle_target(config) -> float:
-  """Midway between the smallest and largest arch, and never below the smallest's budget: the
-  tiny space spans ~0.02 ms, which load on the machine can squeeze to nothing."""
-  space = searching.search_space_for(config)
-  table = searching.table_lib.load_table(config.latency.table)
-  smallest = table.predict_ms(space.smallest_arch())
-  middle = (smallest + table.predict_ms(space.largest_arch())) / 2
-  return max(middle, 1.05 * smallest / (1 - config.latency.margin))
+  return make
 
 
 @pytest.fixture(scope="module")
-def searched(setup):
+def searched(setup, runlocal_config):
   """A finished runlocal search: (config, workdir, arch.json contents)."""
-  config = runlocal_config(setup)
+  config = runlocal_config()
   workdir = setup / "searched"
   return config, workdir, searching.search(config, str(workdir))
 
@@ -83,21 +80,21 @@ def test_runlocal_search_writes_arch_within_target(searched):
   assert searching.search(config, str(tmp_path)) == summary
 
 
-def test_target_below_smallest_arch_is_refused(setup, tmp_path):
+def test_target_below_smallest_arch_is_refused(runlocal_config, tmp_path):
   with pytest.raises(ValueError, match="below the smallest architecture"):
-    searching.search(runlocal_config(setup, target_ms=1e-3), str(tmp_path))
+    searching.search(runlocal_config(target_ms=1e-3), str(tmp_path))
   assert not (tmp_path / "arch.json").exists()
 
 
-def test_table_of_another_runtime_is_refused(setup, tmp_path):
-  config = runlocal_config(setup)
+def test_table_of_another_runtime_is_refused(runlocal_config, tmp_path):
+  config = runlocal_config()
   config.latency.precision = "int8"
   with pytest.raises(ValueError, match="precision"):
     searching.search(config, str(tmp_path))
 
 
-def test_teacher_of_another_task_is_refused(setup, tmp_path):
-  config = runlocal_config(setup)
+def test_teacher_of_another_task_is_refused(runlocal_config, tmp_path):
+  config = runlocal_config()
   config.data.task = "qnli"
   with pytest.raises(ValueError, match="fine-tuned on 'sst2', not on 'qnli'"):
     searching.search(config, str(tmp_path))

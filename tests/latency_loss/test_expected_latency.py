@@ -6,27 +6,16 @@ import numpy as np
 import pytest
 
 from latency_loss import expected
-from latency_loss.blocks import Block, arch_blocks, reference_arch, space_blocks
-from latency_loss.runtime import RuntimeSpec
-from latency_loss.table import CostTable, table_arrays
-from latency_loss.timing import Stats
+from latency_loss.blocks import space_blocks
+from latency_loss.table import table_arrays
 from models.search_space import get_space, one_hot_probs
 
 SPACE = get_space("minilm")
 
 
-def fake_table(seed=0) -> CostTable:
-  """A complete table with random positive timings (raw > null)."""
-  rng = np.random.default_rng(seed)
-  table = CostTable(space=SPACE, runtime=RuntimeSpec(), host={}, protocol={})
-  for block in space_blocks(SPACE):
-    ms = float(rng.uniform(0.01, 0.05) if block.null else rng.uniform(0.1, 5.0))
-    table.add(block, Stats(ms, 0.0, 0.0, ms, 1))
-  for h in SPACE.hidden_choices:  # context models 0-20% slower than their isolated blocks
-    ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * rng.uniform(1.0, 1.2)
-                                   for b in arch_blocks(reference_arch(SPACE, h)))
-    table.add(Block("context", h), Stats(ms, 0.0, 0.0, ms, 1))
-  return table
+@pytest.fixture
+def table(make_cost_table):
+  return make_cost_table(SPACE)
 
 
 def random_probs(rng, space):
@@ -37,8 +26,7 @@ def random_probs(rng, space):
           "heads": dist(n, len(space.head_choices)), "ffn": dist(n, len(space.ffn_choices))}
 
 
-def test_one_hot_equals_table_prediction():
-  table = fake_table()
+def test_one_hot_equals_table_prediction(table):
   arrays = table_arrays(table, SPACE)
   rng = np.random.default_rng(0)
   for _ in range(20):
@@ -47,8 +35,7 @@ def test_one_hot_equals_table_prediction():
     np.testing.assert_allclose(float(got), table.predict_ms(arch), rtol=1e-5)
 
 
-def test_jit_with_traced_table_and_probs():
-  table = fake_table()
+def test_jit_with_traced_table_and_probs(table):
   arrays = {k: jnp.asarray(v) for k, v in table_arrays(table, SPACE).items()}
   arch = SPACE.random_arch(np.random.default_rng(5))
   got = jax.jit(expected.expected_latency_ms)(arrays, one_hot_probs(arch, SPACE))
@@ -61,8 +48,7 @@ def test_layer_active_probs_nested_depth():
   np.testing.assert_allclose(active, [1.0, 0.9, 0.7, 0.7, 0.4, 0.4], rtol=1e-6)
 
 
-def test_mixture_is_bounded_by_extremes():
-  table = fake_table()
+def test_mixture_is_bounded_by_extremes(table):
   arrays = table_arrays(table, SPACE)
   lat = expected.expected_latency_ms(arrays, random_probs(np.random.default_rng(1), SPACE))
   costs = [table.cost_ms(b) for b in space_blocks(SPACE) if b.kind == "layer" and not b.null]
@@ -70,10 +56,10 @@ def test_mixture_is_bounded_by_extremes():
   assert 0 < float(lat) < table.overhead_ms() + 2 * 5.0 + SPACE.max_layers * max(costs)
 
 
-def test_gradient_matches_finite_differences():
+def test_gradient_matches_finite_differences(table):
   jax.config.update("jax_enable_x64", True)
   try:
-    arrays = {k: jnp.asarray(v, jnp.float64) for k, v in table_arrays(fake_table(), SPACE).items()}
+    arrays = {k: jnp.asarray(v, jnp.float64) for k, v in table_arrays(table, SPACE).items()}
     rng = np.random.default_rng(2)
     logits = {k: jnp.asarray(v, jnp.float64)
               for k, v in jax.tree.map(lambda p: np.log(np.asarray(p)),
@@ -91,8 +77,8 @@ def test_gradient_matches_finite_differences():
     jax.config.update("jax_enable_x64", False)
 
 
-def test_bad_inputs_raise():
-  arrays = table_arrays(fake_table(), SPACE)
+def test_bad_inputs_raise(table):
+  arrays = table_arrays(table, SPACE)
   probs = one_hot_probs(SPACE.largest_arch(), SPACE)
   with pytest.raises(ValueError, match=r"probs\['heads'\].*\(6, 6\)"):
     expected.expected_latency_ms(arrays, {**probs, "heads": probs["heads"][:5]})
