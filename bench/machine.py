@@ -6,7 +6,7 @@ import subprocess
 
 import jax
 
-from latency_loss.build_table import cpu_identity, cpu_model
+from latency_loss.host import cpu_identity, cpu_model
 
 
 def machine_facts() -> dict:

@@ -30,9 +30,12 @@ from absl import app, flags, logging
 
 from bench.machine import code_version, machine_facts
 from configs import pipeline as pipeline_config
-from darts import baselines, glue, jobs, pipeline
-from darts import report as report_lib
+from darts import pipeline, report as report_lib
+from darts.data import glue
+from darts.nas import baselines
+from darts.training import jobs
 from latency_loss.table import load_table
+from models import files
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of every run of the benchmark.")
 _TEACHER = flags.DEFINE_string("teacher", None, "The fine-tuned teacher (darts.train model/).")
@@ -91,7 +94,7 @@ def prepare_baseline(layout: pipeline.Layout, arch, target_ms: float) -> None:
   task = glue.get_task(_TASK.value)
   subnet = baselines.slice_teacher(_TEACHER.value, task.name, task.num_labels, table.space, arch,
                                    layout.search_dir / "subnet")
-  jobs.write_json_atomically(layout.arch_file, {
+  files.write_json_atomically(layout.arch_file, {
       "arch": arch.__dict__, "predicted_ms": table.predict_ms(arch), "target_ms": target_ms,
       "task": task.name, "teacher": str(pathlib.Path(_TEACHER.value).absolute()),
       "subnet": str(subnet.absolute()), "space": json.loads(table.space.to_json()),

@@ -25,7 +25,8 @@ from absl import app, flags
 from flax import nnx
 
 from bench.machine import code_version, machine_facts
-from darts import arch_params, finetune, search_step
+from darts.nas import bilevel_step, relaxation
+from darts.training import finetune
 from models import checkpoint, search_space
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Examples per step.")
@@ -79,13 +80,13 @@ def main(argv):
   fixed_state = finetune.TrainState(jnp.zeros((), jnp.int32), fresh(), tx.init(params))
   results = {"fixed": measure(fixed_step, fixed_state, half)}
 
-  logits = arch_params.init_logits(space)
+  logits = relaxation.init_logits(space)
   arch_tx = optax.adam(1e-2)
-  settings = search_step.SearchSettings(target_ms=1.0, distill_weight=0.5)
+  settings = bilevel_step.SearchSettings(target_ms=1.0, distill_weight=0.5)
   for name, update_arch in (("supernet_weights", False), ("supernet_bilevel", True)):
-    step = search_step.make_search_step(graphdef, space, tx, arch_tx, synthetic_table(space),
+    step = bilevel_step.make_search_step(graphdef, space, tx, arch_tx, synthetic_table(space),
                                         settings, update_arch)
-    state = search_step.SearchState(jnp.zeros((), jnp.int32), fresh(), tx.init(params),
+    state = bilevel_step.SearchState(jnp.zeros((), jnp.int32), fresh(), tx.init(params),
                                     jax.tree.map(jnp.copy, logits), arch_tx.init(logits))
     results[name] = measure(step, state, {"train": half, "held_out": half})
   fixed = results["fixed"]

@@ -15,8 +15,7 @@ a few steps: needs a teacher of the tiny space's shape; see tests/darts/test_sea
 
 import ml_collections
 
-from configs import common
-from configs import finetune
+from configs import common, finetune
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -52,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.search.tau_end = 0.5  # ...to this value at the last step.
   config.search.second_order = False  # True: DARTS's exact second-order architecture gradient.
   config.search.arch_warmup_fraction = 0.2  # Weights alone first, so the supernet adapts.
-  config.search.importance_batches = 16  # Batches to rank heads and FFN units before searching.
+  config.search.importance_batches = 16  # Batches to rank heads and FFN units before architecture_search.
 
   config.distill = ml_collections.ConfigDict()
   config.distill.weight = 0.5  # Loss = (1 - w) * task + w * KL(teacher || supernet).

@@ -27,11 +27,15 @@ import ml_collections
 from absl import app, logging
 
 from configs import retrain as retrain_config
-from darts import finetune, jobs, report, searching
+from darts import report
+from darts.nas import architecture_search
+from darts.training import finetune, jobs
 from export import exporter
-from latency_loss import build_table, table as table_lib
+from latency_loss import build_table, host, table as table_lib
+from latency_loss.backends import base as backends
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
+from models import files
 from models.search_space import Arch
 
 # Beyond this relative gap between the table's prediction and the measured base model, warn.
@@ -62,7 +66,7 @@ class Layout:
 
   @property
   def arch_file(self) -> pathlib.Path:
-    return self.search_dir / searching.ARCH_FILE
+    return self.search_dir / architecture_search.ARCH_FILE
 
   @property
   def retrain_dir(self) -> pathlib.Path:
@@ -169,7 +173,7 @@ class Pipeline:
     table = self.load_table()
     wanted = {"target_fraction": self.config.latency.target_fraction,
               "target_ms_override": self.config.latency.target_ms,
-              "table_sha256": jobs.file_sha256(self.table_path)}
+              "table_sha256": files.file_sha256(self.table_path)}
     if self.layout.target_file.exists():
       done = json.loads(self.layout.target_file.read_text())
       if {k: done.get(k) for k in wanted} == wanted:
@@ -184,11 +188,11 @@ class Pipeline:
               "base_arch": dataclasses.asdict(base), "base_measured_ms": base_ms,
               "base_predicted_ms": base_predicted_ms,
               "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute()),
-              "table_cpu_mismatch": None if base_ms is None else build_table.other_cpu(table.host)}
+              "table_cpu_mismatch": None if base_ms is None else host.other_cpu(table.host)}
     if record["table_cpu_mismatch"]:
       logging.warning("Cost table %s: %s; its predictions may not hold on this machine.",
                       self.table_path, record["table_cpu_mismatch"])
-    jobs.write_json_atomically(self.layout.target_file, record)
+    files.write_json_atomically(self.layout.target_file, record)
     if base_ms is not None and abs(base_predicted_ms / base_ms - 1) > TABLE_TOLERANCE:
       logging.warning(
           "The cost table predicts %.2f ms for the base model, measured now at %.2f ms (%+.0f%%): "
@@ -212,12 +216,8 @@ class Pipeline:
     config = self._with_glue_dir(self.config.search)
     config.teacher = str(_require(self.teacher_model, "teacher"))
     runtime = self.load_table().runtime
-    config.latency.update(table=str(self.table_path), target_ms=target_ms,
-                          backend=runtime.backend, threads=runtime.threads,
-                          xnnpack=runtime.xnnpack, precision=runtime.precision,
-                          delegate=runtime.delegate,
-                          delegate_options=dict(runtime.delegate_options))
-    searching.search(config, str(self.layout.search_dir))
+    config.latency.update(table=str(self.table_path), target_ms=target_ms, **runtime.to_dict())
+    architecture_search.search(config, str(self.layout.search_dir))
 
   def retrain(self) -> None:
     """Retrains the searched subnet with distillation from the teacher (configs/retrain.py)."""
@@ -255,7 +255,7 @@ class Pipeline:
                                            self.config.measure.seed),
               "arch": export_report["arch"], "runtime": table.runtime.to_dict()}
     record["predicted_ms"] = table.predict_ms(Arch.from_json(json.dumps(export_report["arch"])))
-    jobs.write_json_atomically(self.layout.latency_file, record)
+    files.write_json_atomically(self.layout.latency_file, record)
 
   def report(self) -> None:
     """Writes report.md and its figures from everything the other stages left."""
@@ -268,7 +268,7 @@ def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
   runtime is not on this host (a phone table)."""
   if table.runtime.backend == "android":
     return None
-  backend = build_table.make_backend(table.space, table.runtime,
+  backend = backends.make_backend(table.space, table.runtime,
                                      TimingProtocol(**table.protocol))
   return backend.measure_arch(arch).median_ms
 

@@ -11,7 +11,8 @@ of architecture probabilities. Retrain the result with configs/retrain.py.
 
 from absl import app
 
-from darts import jobs, searching
+from darts.nas import architecture_search
+from darts.training import jobs
 
 _CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Search")
 
@@ -20,7 +21,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   jobs.start_job(_MULTIHOST.value)
-  summary = searching.search(_CONFIG.value, _WORKDIR.value)
+  summary = architecture_search.search(_CONFIG.value, _WORKDIR.value)
   print(f"arch {summary['arch']}: {summary['predicted_ms']:.2f} ms predicted "
         f"(target {summary['target_ms']:.2f} ms)")
 

@@ -8,7 +8,7 @@ the options (override any with --config.<name>=<value>).
 
 from absl import app
 
-from darts import finetune, jobs
+from darts.training import finetune, jobs
 
 _CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Training")
 

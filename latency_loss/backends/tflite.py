@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
 
-from export import tf_builder
-from latency_loss.blocks import Block, reference_arch
+from latency_loss.blocks import reference_arch, Block
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.timing import Stats, TimingProtocol, time_interleaved
+from latency_loss.timing import time_interleaved, Stats, TimingProtocol
+from models import tf_bert
 from models.search_space import Arch, SearchSpace
 
 
@@ -46,7 +46,7 @@ class _NullModule(tf.Module):
 
     fn = {"embeddings": embeddings, "layer": layer, "head": head, "model": model}[block.kind]
     self.serve = tf.function(
-        fn, input_signature=tf_builder.block_signature(block.kind, space, block.hidden))
+        fn, input_signature=tf_bert.block_signature(block.kind, space, block.hidden))
 
 
 def build_module(block: Block, space: SearchSpace) -> tf.Module:
@@ -55,12 +55,12 @@ def build_module(block: Block, space: SearchSpace) -> tf.Module:
   if block.null:
     return _NullModule(block, space)
   if block.kind == "embeddings":
-    return tf_builder.EmbeddingsModule(space, h)
+    return tf_bert.EmbeddingsModule(space, h)
   if block.kind == "layer":
-    return tf_builder.EncoderLayerModule(space, h, block.heads, block.ffn)
+    return tf_bert.EncoderLayerModule(space, h, block.heads, block.ffn)
   if block.kind == "context":
-    return tf_builder.BertModule(reference_arch(space, h), space)
-  return tf_builder.HeadModule(space, h)
+    return tf_bert.BertModule(reference_arch(space, h), space)
+  return tf_bert.HeadModule(space, h)
 
 
 def make_interpreter(model: bytes, runtime: RuntimeSpec) -> litert.Interpreter:
@@ -131,7 +131,7 @@ class TFLiteBackend:
             "tensorflow": tf.__version__}
 
   def convert(self, module: tf.Module) -> bytes:
-    return tf_builder.convert_to_tflite(module, self.runtime.precision)
+    return tf_bert.convert_to_tflite(module, self.runtime.precision)
 
   def measure_block(self, block: Block) -> Stats:
     return time_model(self.convert(build_module(block, self.space)), self.space, self.runtime,
@@ -143,7 +143,7 @@ class TFLiteBackend:
     path = os.path.join(self._arch_dir.name, name + ".tflite")
     if not os.path.exists(path):
       with open(path, "wb") as f:
-        f.write(self.convert(tf_builder.BertModule(arch, self.space, seed=seed)))
+        f.write(self.convert(tf_bert.BertModule(arch, self.space, seed=seed)))
     with open(path, "rb") as f:
       return f.read()
 

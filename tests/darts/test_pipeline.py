@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import pipeline as pipeline_config
-from darts import discretize, pipeline, report
+from darts import pipeline, report
+from darts.nas import discretize
 from models import search_space
 
 REPO = pathlib.Path(__file__).parents[2]

@@ -13,7 +13,7 @@ import pytest
 import safetensors.numpy
 
 from configs import finetune as finetune_config
-from darts import finetune
+from darts.training import finetune
 
 REPO = pathlib.Path(__file__).parents[2]
 POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",

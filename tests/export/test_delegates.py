@@ -3,9 +3,10 @@
 import pytest
 import tensorflow as tf
 
-from export import delegates, tf_builder
+from export import delegates
 from latency_loss.runtime import RuntimeSpec
-from models.search_space import Arch, get_space
+from models import tf_bert
+from models.search_space import get_space, Arch
 
 
 def _convert(fn, signature) -> bytes:
@@ -17,8 +18,8 @@ def _convert(fn, signature) -> bytes:
 
 @pytest.fixture(scope="module")
 def bert_fp32():
-  return tf_builder.convert_to_tflite(
-      tf_builder.BertModule(Arch(1, 32, (2,), (64,)), get_space("tiny")))
+  return tf_bert.convert_to_tflite(
+      tf_bert.BertModule(Arch(1, 32, (2,), (64,)), get_space("tiny")))
 
 
 def test_xnnpack_share_is_measured_per_node(bert_fp32):

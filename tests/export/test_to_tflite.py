@@ -115,7 +115,7 @@ def test_embedding_metadata_does_not_change_the_outputs(exported):
   np.testing.assert_array_equal(run(model), run(again))
   assert metadata.read(again) == {"other": 1}
   with pytest.raises(KeyError, match="canao_metadata"):
-    metadata.read(exporter.tf_builder.convert_to_tflite(
+    metadata.read(exporter.tf_bert.convert_to_tflite(
         exporter.build_module(exporter.load_source(out.parent / "model", "", 32))))
 
 

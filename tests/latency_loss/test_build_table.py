@@ -5,8 +5,9 @@ import math
 import pytest
 
 from configs import cost_table as cost_table_config
-from latency_loss import build_table
+from latency_loss import build_table, host
 from latency_loss.blocks import space_blocks
+from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import load_table
 from models.search_space import get_space
 
@@ -19,7 +20,7 @@ def config():
 def test_runlocal_builds_complete_table(tmp_path, config):
   table = build_table.build_table(config, str(tmp_path))
   loaded = load_table(str(tmp_path / build_table.TABLE_NAME),
-                      expect=build_table.runtime_from_config(config))
+                      expect=RuntimeSpec.from_config(config))
   assert loaded.missing() == []
   assert loaded.host["cpu_count"] >= 1 and loaded.host["litert"]
   assert loaded.protocol == {"warmup": 2, "runs": 5, "min_seconds": 0.0, "statistic": "median",
@@ -71,8 +72,8 @@ def test_config_parsing():
 
 def test_tables_record_the_cpu_and_another_cpu_is_named(tmp_path, config):
   table = build_table.build_table(config, str(tmp_path))
-  assert table.host["cpu_identity"] == build_table.cpu_identity()
-  assert build_table.other_cpu(table.host) is None
+  assert table.host["cpu_identity"] == host.cpu_identity()
+  assert host.other_cpu(table.host) is None
   other = {**table.host, "cpu_identity": {**table.host["cpu_identity"], "simd": ["avx2"]}}
-  assert "measured on another CPU: simd ['avx2'] (table)" in build_table.other_cpu(other)
-  assert "does not record its CPU" in build_table.other_cpu({"cpu_model": "AMD EPYC"})
+  assert "measured on another CPU: simd ['avx2'] (table)" in host.other_cpu(other)
+  assert "does not record its CPU" in host.other_cpu({"cpu_model": "AMD EPYC"})

@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
-from export import tf_builder
 from latency_loss.backends import tflite
 from latency_loss.blocks import Block
 from latency_loss.runtime import RuntimeSpec
+from models import tf_bert
 from models.search_space import get_space
 
 SPACE = get_space("tiny")
 
 
 def _runner(block, runtime=RuntimeSpec()):
-  model = tf_builder.convert_to_tflite(tflite.build_module(block, SPACE))
+  model = tf_bert.convert_to_tflite(tflite.build_module(block, SPACE))
   return tflite.make_interpreter(model, runtime).get_signature_runner()
 
 

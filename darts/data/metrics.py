@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from darts import glue
+from darts.data import glue
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from absl import logging
 
-from darts import glue
+from darts.data import glue
 
 # Examples per `encode_batch` call: large enough for a fast tokenizer to parallelize, small
 # enough that the Python lists it returns stay modest for MNLI/QQP-sized splits.

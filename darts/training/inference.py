@@ -8,7 +8,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from darts import batching, sharding
+from darts.data import batching
+from darts.training import sharding
 
 
 def make_predict(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh

@@ -2,7 +2,7 @@
 
 import pytest
 
-from darts import baselines
+from darts.nas import baselines
 from models import search_space
 
 SPACE = search_space.get_space("minilm")

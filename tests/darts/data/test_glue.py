@@ -1,11 +1,11 @@
-"""Tests of darts.glue: TSV formats of every task, errors, hub-row conversion, source choice."""
+"""Tests of darts.data.glue: TSV formats of every task, errors, hub-row conversion, source choice."""
 
 import pathlib
 
 import datasets
 import pytest
 
-from darts import glue
+from darts.data import glue
 
 
 def _write(root: pathlib.Path, task_dir: str, file_name: str, text: str,

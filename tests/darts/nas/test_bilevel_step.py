@@ -11,7 +11,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from darts import arch_params, search_step
+from darts.nas import bilevel_step, relaxation
 from models import bert, search_space
 
 SPACE = search_space.get_space("tiny")
@@ -46,16 +46,16 @@ def batch(seed):
 
 
 def initial_state(params, weight_tx, arch_tx):
-  logits = arch_params.init_logits(SPACE)
-  return search_step.SearchState(jnp.zeros((), jnp.int32), params, weight_tx.init(params),
+  logits = relaxation.init_logits(SPACE)
+  return bilevel_step.SearchState(jnp.zeros((), jnp.int32), params, weight_tx.init(params),
                                  logits, arch_tx.init(logits))
 
 
 def test_new_architecture_logits_do_not_recompile():
   graphdef, params = nnx.split(tiny_model(), nnx.Param)
   weight_tx, arch_tx = optax.adamw(1e-3), optax.adam(1e-2)
-  settings = search_step.SearchSettings(target_ms=3.0)
-  step = search_step.make_search_step(graphdef, SPACE, weight_tx, arch_tx, table(), settings,
+  settings = bilevel_step.SearchSettings(target_ms=3.0)
+  step = bilevel_step.make_search_step(graphdef, SPACE, weight_tx, arch_tx, table(), settings,
                                       update_arch=True)
   traces = []
   jitted = jax.jit(lambda *args: (traces.append(1), step(*args))[1])
@@ -71,19 +71,19 @@ def test_second_order_gradient_matches_finite_differences():
   # The architecture objective through one unrolled SGD step of the weights, differentiated
   # exactly by jax.grad, against central differences along a random direction.
   graphdef, params = nnx.split(tiny_model(), nnx.Param)
-  settings = search_step.SearchSettings(relaxation="softmax", second_order=True, unroll_lr=0.5,
+  settings = bilevel_step.SearchSettings(relaxation="softmax", second_order=True, unroll_lr=0.5,
                                         target_ms=3.0, tau_start=1.0, tau_end=1.0)
   grads = {}
   for order in ("first", "second"):
-    s = search_step.SearchSettings(**{**settings.__dict__, "second_order": order == "second"})
-    step = search_step.make_search_step(graphdef, SPACE, optax.sgd(0.0), optax.sgd(1.0),
+    s = bilevel_step.SearchSettings(**{**settings.__dict__, "second_order": order == "second"})
+    step = bilevel_step.make_search_step(graphdef, SPACE, optax.sgd(0.0), optax.sgd(1.0),
                                         table(), s, update_arch=True)
     objective = lambda logits, s=step: s(
         initial_state(params, optax.sgd(0.0), optax.sgd(1.0))._replace(arch_logits=logits),
         batch(0), jax.random.key(0))[1]["arch_objective"]
-    grads[order] = objective, jax.grad(objective)(arch_params.init_logits(SPACE))
+    grads[order] = objective, jax.grad(objective)(relaxation.init_logits(SPACE))
   objective, grad = grads["second"]
-  logits = arch_params.init_logits(SPACE)
+  logits = relaxation.init_logits(SPACE)
   direction = jax.tree.map(lambda x: jax.random.normal(jax.random.key(7), x.shape), logits)
   eps = 1e-2
   shifted = lambda sign: jax.tree.map(lambda x, d: x + sign * eps * d, logits, direction)
@@ -98,17 +98,18 @@ def test_second_order_gradient_matches_finite_differences():
 SHARDING_SCRIPT = r"""
 import jax, numpy as np, optax
 from flax import nnx
-from darts import search_step, sharding
-import test_search_step as t
+from darts.nas import bilevel_step
+from darts.training import sharding
+import test_bilevel_step as t
 
 graphdef, params = nnx.split(t.tiny_model(), nnx.Param)
 weight_tx, arch_tx = optax.adamw(1e-3), optax.adam(1e-2)
-settings = search_step.SearchSettings(target_ms=3.0, second_order=True)
+settings = bilevel_step.SearchSettings(target_ms=3.0, second_order=True)
 results = []
 for devices in (1, 8):
   mesh = sharding.make_mesh(devices)
   rep = sharding.replicated(mesh)
-  step = jax.jit(search_step.make_search_step(graphdef, t.SPACE, weight_tx, arch_tx, t.table(),
+  step = jax.jit(bilevel_step.make_search_step(graphdef, t.SPACE, weight_tx, arch_tx, t.table(),
                                               settings, True),
                  in_shardings=(rep, sharding.batch_sharded(mesh), rep), out_shardings=(rep, rep))
   state = jax.device_put(t.initial_state(params, weight_tx, arch_tx), rep)
@@ -126,9 +127,9 @@ print("same")
 def test_eight_devices_give_the_same_updates_as_one():
   here = pathlib.Path(__file__).parent
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "PYTHONPATH": f"{here.parents[1]}{os.pathsep}{here}"}
+         "PYTHONPATH": f"{here.parents[2]}{os.pathsep}{here}"}
   result = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], env=env, capture_output=True,
-                          text=True, cwd=here.parents[1])
+                          text=True, cwd=here.parents[2])
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().endswith("same")
 
@@ -138,8 +139,8 @@ def test_bfloat16_compute_keeps_float32_masters_and_tracks_float32_loss():
   weight_tx, arch_tx = optax.adamw(1e-3), optax.adam(1e-2)
   metrics, states = {}, {}
   for dtype in ("float32", "bfloat16"):
-    settings = search_step.SearchSettings(target_ms=3.0, compute_dtype=dtype)
-    step = jax.jit(search_step.make_search_step(graphdef, SPACE, weight_tx, arch_tx, table(),
+    settings = bilevel_step.SearchSettings(target_ms=3.0, compute_dtype=dtype)
+    step = jax.jit(bilevel_step.make_search_step(graphdef, SPACE, weight_tx, arch_tx, table(),
                                                 settings, update_arch=True))
     states[dtype], metrics[dtype] = step(initial_state(params, weight_tx, arch_tx), batch(0),
                                          jax.random.key(0))

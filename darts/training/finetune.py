@@ -20,8 +20,9 @@ import tensorboardX
 from absl import logging
 from flax import nnx
 
-from darts import batching, glue, inference, jobs, losses, metrics, sharding, teacher
-from models import bert, checkpoint
+from darts.data import batching, glue, metrics
+from darts.training import checkpoints, inference, loop, losses, sharding, teacher
+from models import bert, checkpoint, files
 from models.tokenizer import WordPieceTokenizer
 
 EVAL_FILE = "eval.json"
@@ -159,8 +160,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)),
                          replicated)
 
-  manager = jobs.checkpoint_manager(workdir_path, config.keep_checkpoints)
-  state = jobs.restore_latest(manager, state)
+  manager = checkpoints.checkpoint_manager(workdir_path, config.keep_checkpoints)
+  state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
 
   train_step = jax.jit(make_train_step(graphdef, tx, config.distill, config.compute_dtype),
@@ -177,31 +178,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                config.data.batch_size, total_steps / steps_per_epoch, buckets,
                batching.bucket_histogram(data.train, buckets))
   writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
-  progress = jobs.ProgressLogger(writer, start_step, total_steps)
   base_key = jax.random.key(config.seed)
   batches = batching.iterate_batches(data.train, config.data.batch_size, buckets, config.seed,
                                      start_step=start_step)
-  examples_since_log = 0.0
-  for step in range(start_step + 1, total_steps + 1):
+
+  def step_fn(state: TrainState, step: int) -> tuple[TrainState, dict, float]:
     _, batch = next(batches)
-    examples_since_log += float(batch["weights"].sum())
     state, step_metrics = train_step(state, sharding.shard_batch(batch, mesh),
                                      jax.random.fold_in(base_key, step))
-    if step % config.log_every_steps == 0 or step == total_steps:
-      step_metrics = jax.device_get(step_metrics)
-      if not np.isfinite(step_metrics["loss"]):
-        raise FloatingPointError(f"Loss is {step_metrics['loss']} at step {step}; lower "
-                                 "--config.optim.lr or check the data.")
-      progress.update(step, examples_since_log, step_metrics, float(schedule(step)))
-      examples_since_log = 0.0
-    if config.eval_every_steps and step % config.eval_every_steps == 0 and step < total_steps:
-      with progress.paused():
-        for name, value in run_eval(state.params).items():
-          writer.add_scalar(f"eval/{name}", value, step)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      with progress.paused():
-        jobs.save(manager, step, state)
-  manager.wait_until_finished()
+    return state, step_metrics, float(batch["weights"].sum())
+
+  def log_eval(step: int, state: TrainState) -> None:
+    for name, value in run_eval(state.params).items():
+      writer.add_scalar(f"eval/{name}", value, step)
+
+  state, progress = loop.run(
+      state, step_fn, start_step=start_step, total_steps=total_steps,
+      cadence=loop.Cadence(config.log_every_steps, config.checkpoint_every_steps),
+      manager=manager, writer=writer, schedule=schedule,
+      periodic=[loop.Periodic(config.eval_every_steps, log_eval, at_end=False)])
 
   results = run_eval(state.params)
   for name, value in results.items():
@@ -223,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "devices": [str(d) for d in mesh.devices.flat],
       "config": config.to_dict(),
   }
-  jobs.write_json_atomically(workdir_path / EVAL_FILE, summary)
+  files.write_json_atomically(workdir_path / EVAL_FILE, summary)
   logging.info("%s %s: %s (written to %s).", data.task.name, config.data.eval_split,
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()), workdir_path / EVAL_FILE)
   return summary

@@ -1,10 +1,10 @@
-"""Tests of darts.metrics against scipy and hand-computed values."""
+"""Tests of darts.data.metrics against scipy and hand-computed values."""
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from darts import glue, metrics
+from darts.data import glue, metrics
 
 
 def test_rankdata_matches_scipy_with_ties():

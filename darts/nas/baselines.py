@@ -12,11 +12,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from darts import teacher
-from models import supernet
+from darts.training import teacher
+from models import checkpoint, supernet
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
-from models import checkpoint
 
 Predict = Callable[[Arch], float]
 

@@ -7,8 +7,8 @@ import pytest
 from scipy.special import erf
 
 from ai_edge_litert.interpreter import Interpreter
-from export import tf_builder
-from models.search_space import Arch, get_space
+from models import tf_bert
+from models.search_space import get_space, Arch
 
 SPACE = get_space("tiny")
 ARCH = Arch(2, 64, (2, 1), (128, 64))
@@ -51,7 +51,7 @@ def numpy_bert(w, arch, space, ids, mask, types):
 
 @pytest.fixture(scope="module")
 def weights():
-  w = tf_builder.random_weights(tf_builder.arch_shapes(ARCH, SPACE), seed=1)
+  w = tf_bert.random_weights(tf_bert.arch_shapes(ARCH, SPACE), seed=1)
   # Larger-than-BERT weights so every term visibly matters in the comparison.
   return {k: (v * 10 if v.ndim == 2 and "embeddings" not in k else v) for k, v in w.items()}
 
@@ -68,7 +68,7 @@ def inputs():
 
 @pytest.fixture(scope="module")
 def module(weights):
-  return tf_builder.BertModule(ARCH, SPACE, weights)
+  return tf_bert.BertModule(ARCH, SPACE, weights)
 
 
 def test_tf_model_matches_numpy_reference(module, weights, inputs):
@@ -80,12 +80,12 @@ def test_tf_model_matches_numpy_reference(module, weights, inputs):
 
 
 def test_blocks_compose_to_the_model(module, weights, inputs):
-  h = tf_builder.EmbeddingsModule(SPACE, ARCH.hidden_size, weights).serve(
+  h = tf_bert.EmbeddingsModule(SPACE, ARCH.hidden_size, weights).serve(
       input_ids=inputs["input_ids"], token_type_ids=inputs["token_type_ids"])["hidden"]
   for i, (a, f) in enumerate(zip(ARCH.heads, ARCH.ffn)):
-    layer = tf_builder.EncoderLayerModule(SPACE, ARCH.hidden_size, a, f, weights, index=i)
+    layer = tf_bert.EncoderLayerModule(SPACE, ARCH.hidden_size, a, f, weights, index=i)
     h = layer.serve(hidden=h, attention_mask=inputs["attention_mask"])["hidden"]
-  logits = tf_builder.HeadModule(SPACE, ARCH.hidden_size, weights).serve(hidden=h)["logits"]
+  logits = tf_bert.HeadModule(SPACE, ARCH.hidden_size, weights).serve(hidden=h)["logits"]
   np.testing.assert_allclose(logits.numpy(), module.serve(**inputs)["logits"].numpy(),
                              rtol=1e-5, atol=1e-6)
 
@@ -95,7 +95,7 @@ def _run_tflite(model: bytes, inputs):
 
 
 def test_tflite_fp32_matches_tf(module, inputs):
-  model = tf_builder.convert_to_tflite(module, "fp32")
+  model = tf_bert.convert_to_tflite(module, "fp32")
   np.testing.assert_allclose(_run_tflite(model, inputs), module.serve(**inputs)["logits"].numpy(),
                              atol=1e-4)
 
@@ -108,7 +108,7 @@ EXPECTED_OPS = {"ADD", "BATCH_MATMUL", "FULLY_CONNECTED", "GATHER", "GELU", "MEA
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_conversions_use_expected_ops(module, inputs, precision):
-  model = tf_builder.convert_to_tflite(module, precision)
+  model = tf_bert.convert_to_tflite(module, precision)
   interp = Interpreter(model_content=model)
   ops = {op["op_name"] for op in interp._get_ops_details()}
   assert ops <= EXPECTED_OPS, ops - EXPECTED_OPS
@@ -121,7 +121,7 @@ def test_conversions_use_expected_ops(module, inputs, precision):
 
 
 def test_signature_names(module):
-  runner = Interpreter(model_content=tf_builder.convert_to_tflite(module)).get_signature_runner()
+  runner = Interpreter(model_content=tf_bert.convert_to_tflite(module)).get_signature_runner()
   assert set(runner.get_input_details()) == {"input_ids", "attention_mask", "token_type_ids"}
   assert set(runner.get_output_details()) == {"logits"}
 
@@ -129,17 +129,17 @@ def test_signature_names(module):
 def test_bad_weights_raise(weights):
   missing = {k: v for k, v in weights.items() if k != "encoder.layer.1.output.dense.bias"}
   with pytest.raises(ValueError, match="encoder.layer.1.output.dense.bias"):
-    tf_builder.BertModule(ARCH, SPACE, missing)
+    tf_bert.BertModule(ARCH, SPACE, missing)
   wrong = dict(weights, **{"classifier.weight": np.zeros((3, 64), np.float32)})
   with pytest.raises(ValueError, match=r"classifier.weight.*\(3, 64\)"):
-    tf_builder.BertModule(ARCH, SPACE, wrong)
+    tf_bert.BertModule(ARCH, SPACE, wrong)
   with pytest.raises(ValueError, match="precision"):
-    tf_builder.convert_to_tflite(tf_builder.HeadModule(SPACE, 32), "int4")
+    tf_bert.convert_to_tflite(tf_bert.HeadModule(SPACE, 32), "int4")
 
 
 def test_hf_bert_prefix_accepted(module, weights, inputs):
   prefixed = {f"bert.{k}" if not k.startswith("classifier") else k: v for k, v in weights.items()}
-  other = tf_builder.BertModule(ARCH, SPACE, prefixed)
+  other = tf_bert.BertModule(ARCH, SPACE, prefixed)
   np.testing.assert_array_equal(other.serve(**inputs)["logits"].numpy(),
                                 module.serve(**inputs)["logits"].numpy())
 
@@ -157,5 +157,5 @@ def test_matches_flax_classifier_through_checkpoint_naming(inputs):
   model = bert.BertClassifier(config, SPACE.num_labels, rngs=nnx.Rngs(3))
   want = model(*(jnp.asarray(inputs[k]) for k in ("input_ids", "attention_mask",
                                                   "token_type_ids")))
-  got = tf_builder.BertModule(ARCH, SPACE, checkpoint.model_weights(model)).serve(**inputs)
+  got = tf_bert.BertModule(ARCH, SPACE, checkpoint.model_weights(model)).serve(**inputs)
   np.testing.assert_allclose(got["logits"].numpy(), np.asarray(want), rtol=1e-4, atol=1e-5)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from darts import discretize
+from darts.nas import discretize
 from models import search_space
 
 SPACE = search_space.SearchSpace(name="d", depth_choices=(1, 2), hidden_choices=(32, 64),

@@ -11,15 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from configs import cost_table as cost_table_config
-from configs import finetune as finetune_config
-from configs import retrain as retrain_config
-from configs import search as search_config
-from darts import finetune, searching
+from configs import (cost_table as cost_table_config, finetune as finetune_config,
+                     retrain as retrain_config, search as search_config)
+from darts.nas import architecture_search
+from darts.training import finetune
 from latency_loss import build_table
 from models import checkpoint, search_space
 
-REPO = pathlib.Path(__file__).parents[2]
+REPO = pathlib.Path(__file__).parents[3]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
   """GLUE files, a teacher fine-tuned by darts.train, and a TFLite cost table of the tiny space."""
@@ -42,10 +41,10 @@ def runlocal_config(setup, middle_target_ms):
     config.teacher = str(setup / "teacher" / "model")
     config.data.glue_dir = str(setup / "glue")
     config.latency.table = str(setup / "table" / build_table.TABLE_NAME)
-    table = searching.table_lib.load_table(config.latency.table)
+    table = architecture_search.table_lib.load_table(config.latency.table)
     config.latency.threads = table.runtime.threads
     config.latency.target_ms = latency.pop("target_ms", None) or middle_target_ms(
-        table, searching.search_space_for(config), config.latency.margin)
+        table, architecture_search.search_space_for(config), config.latency.margin)
     for key, value in latency.items():
       config.latency[key] = value
     return config
@@ -58,7 +57,7 @@ def searched(setup, runlocal_config):
   """A finished runlocal search: (config, workdir, arch.json contents)."""
   config = runlocal_config()
   workdir = setup / "searched"
-  return config, workdir, searching.search(config, str(workdir))
+  return config, workdir, architecture_search.search(config, str(workdir))
 
 
 def test_runlocal_search_writes_arch_within_target(searched):
@@ -72,17 +71,17 @@ def test_runlocal_search_writes_arch_within_target(searched):
   assert subnet.bert.config.num_layers == arch.num_layers
   assert subnet.bert.config.hidden_size == arch.hidden_size
   history = [json.loads(line) for line in
-             (tmp_path / searching.HISTORY_FILE).read_text().splitlines()]
+             (tmp_path / architecture_search.HISTORY_FILE).read_text().splitlines()]
   assert [h["step"] for h in history] == [2, 4, 6, 8]
   assert np.allclose(np.sum(history[-1]["heads"], axis=-1), 1.0)
   assert 0.0 <= summary["subnet_metrics_before_retraining"]["accuracy"] <= 1.0
   # A finished search is not rerun.
-  assert searching.search(config, str(tmp_path)) == summary
+  assert architecture_search.search(config, str(tmp_path)) == summary
 
 
 def test_target_below_smallest_arch_is_refused(runlocal_config, tmp_path):
   with pytest.raises(ValueError, match="below the smallest architecture"):
-    searching.search(runlocal_config(target_ms=1e-3), str(tmp_path))
+    architecture_search.search(runlocal_config(target_ms=1e-3), str(tmp_path))
   assert not (tmp_path / "arch.json").exists()
 
 
@@ -90,14 +89,14 @@ def test_table_of_another_runtime_is_refused(runlocal_config, tmp_path):
   config = runlocal_config()
   config.latency.precision = "int8"
   with pytest.raises(ValueError, match="precision"):
-    searching.search(config, str(tmp_path))
+    architecture_search.search(config, str(tmp_path))
 
 
 def test_teacher_of_another_task_is_refused(runlocal_config, tmp_path):
   config = runlocal_config()
   config.data.task = "qnli"
   with pytest.raises(ValueError, match="fine-tuned on 'sst2', not on 'qnli'"):
-    searching.search(config, str(tmp_path))
+    architecture_search.search(config, str(tmp_path))
 
 
 def _search_command(setup, workdir, config):
@@ -141,5 +140,5 @@ def test_killed_search_resumes_to_the_same_arch(setup, searched, tmp_path):
   np.testing.assert_allclose(resumed["probabilities"]["ffn"],
                              uninterrupted["probabilities"]["ffn"], atol=1e-6)
   steps = [json.loads(line)["step"] for line in
-           (workdir / searching.HISTORY_FILE).read_text().splitlines()]
+           (workdir / architecture_search.HISTORY_FILE).read_text().splitlines()]
   assert steps == [2, 4, 6, 8]

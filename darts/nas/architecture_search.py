@@ -24,11 +24,12 @@ import tensorboardX
 from absl import logging
 from flax import nnx
 
-from darts import (arch_params, batching, discretize, finetune, glue, inference, jobs, losses,
-                   search_step, sharding, teacher)
+from darts.data import batching, glue
+from darts.nas import bilevel_step, discretize, relaxation
+from darts.training import checkpoints, finetune, inference, loop, losses, sharding, teacher
 from latency_loss import table as table_lib
 from latency_loss.runtime import RuntimeSpec
-from models import checkpoint, search_space, supernet
+from models import checkpoint, files, search_space, supernet
 from models.tokenizer import WordPieceTokenizer
 
 ARCH_FILE = "arch.json"
@@ -72,12 +73,6 @@ def search_space_for(config: ml_collections.ConfigDict) -> search_space.SearchSp
   return space
 
 
-def runtime_spec(latency: ml_collections.ConfigDict) -> RuntimeSpec:
-  return RuntimeSpec(backend=latency.backend, threads=latency.threads, xnnpack=latency.xnnpack,
-                     precision=latency.precision, delegate=latency.delegate,
-                     delegate_options=dict(latency.delegate_options))
-
-
 def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.SearchSpace
                     ) -> table_lib.CostTable:
   """The cost table, checked against the space, runtime and target the job asks for."""
@@ -85,7 +80,7 @@ def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.Sear
     raise ValueError("--config.latency.table is required; build one with `python -m "
                      "latency_loss.build_table --config=configs/cost_table.py:space="
                      f"{space.name} --workdir=DIR`.")
-  table = table_lib.load_table(latency.table, expect=runtime_spec(latency), space=space)
+  table = table_lib.load_table(latency.table, expect=RuntimeSpec.from_config(latency), space=space)
   floor = table.predict_ms(space.smallest_arch())
   ceiling = table.predict_ms(space.largest_arch())
   budget = latency.target_ms * (1.0 - latency.margin)
@@ -193,8 +188,8 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   warmup_steps = int(config.search.arch_warmup_fraction * total_steps)
   weight_tx, schedule = finetune.make_optimizer(config.optim, total_steps)
   arch_tx = make_arch_optimizer(config.arch_optim)
-  logits = arch_params.init_logits(space)
-  manager = jobs.checkpoint_manager(workdir_path, config.keep_checkpoints)
+  logits = relaxation.init_logits(space)
+  manager = checkpoints.checkpoint_manager(workdir_path, config.keep_checkpoints)
   if manager.latest_step() is None:
     importance = unit_importance(graphdef, params, space, data.train, config, mesh)
     supernet.reorder_units(model, np.argsort(-importance["heads"], axis=1, kind="stable"),
@@ -202,13 +197,13 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     params = jax.device_put(nnx.state(model, nnx.Param), replicated)
     logging.info("Reordered heads and FFN units by importance (%d batches).",
                  config.search.importance_batches)
-  state = jax.device_put(search_step.SearchState(
+  state = jax.device_put(bilevel_step.SearchState(
       jnp.zeros((), jnp.int32), params, weight_tx.init(params), logits, arch_tx.init(logits)),
                          replicated)
-  state = jobs.restore_latest(manager, state)
+  state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
 
-  settings = search_step.SearchSettings(
+  settings = bilevel_step.SearchSettings(
       relaxation=config.search.relaxation, tau_start=config.search.tau_start,
       tau_end=config.search.tau_end, anneal_steps=total_steps,
       second_order=config.search.second_order, unroll_lr=config.optim.lr,
@@ -216,7 +211,7 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       penalty=config.latency.penalty, target_ms=config.latency.target_ms,
       penalty_weight=config.latency.penalty_weight, fbnet_beta=config.latency.fbnet_beta,
       compute_dtype=config.compute_dtype)
-  steps = {update: jax.jit(search_step.make_search_step(graphdef, space, weight_tx, arch_tx,
+  steps = {update: jax.jit(bilevel_step.make_search_step(graphdef, space, weight_tx, arch_tx,
                                                         table_arrays, settings, update),
                            donate_argnums=0, out_shardings=(replicated, replicated),
                            in_shardings=(replicated, sharding.batch_sharded(mesh), replicated))
@@ -229,37 +224,32 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
   history = workdir_path / HISTORY_FILE
   _truncate_history(history, start_step)
-  progress = jobs.ProgressLogger(writer, start_step, total_steps)
   train_batches = batching.iterate_batches(data.train, config.data.batch_size, buckets,
                                            config.seed, start_step=start_step)
   held_out_batches = batching.iterate_batches(data.held_out, config.data.batch_size, buckets,
                                               config.seed + 1, start_step=start_step)
   base_key = jax.random.key(config.seed)
-  examples_since_log = 0.0
-  for step in range(start_step + 1, total_steps + 1):
+
+  def step_fn(state: bilevel_step.SearchState, step: int):
     batch = {"train": next(train_batches)[1], "held_out": next(held_out_batches)[1]}
-    examples_since_log += float(batch["train"]["weights"].sum())
     state, step_metrics = steps[step > warmup_steps](
         state, {k: sharding.shard_batch(v, mesh) for k, v in batch.items()},
         jax.random.fold_in(base_key, step))
-    if step % config.log_every_steps == 0 or step == total_steps:
-      step_metrics = jax.device_get(step_metrics)
-      if not all(np.isfinite(v) for v in step_metrics.values()):
-        raise FloatingPointError(f"Non-finite search metrics at step {step}: {step_metrics}; "
-                                 "lower --config.optim.lr or --config.arch_optim.lr.")
-      progress.update(step, examples_since_log, step_metrics, float(schedule(step)))
-      examples_since_log = 0.0
-    if step % config.history_every_steps == 0 or step == total_steps:
-      log_probabilities(writer, history, arch_params.softmax_probs(state.arch_logits), space,
-                        step)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      with progress.paused():
-        jobs.save(manager, step, state)
-  manager.wait_until_finished()
+    return state, step_metrics, float(batch["train"]["weights"].sum())
+
+  def log_history(step: int, state: bilevel_step.SearchState) -> None:
+    log_probabilities(writer, history, relaxation.softmax_probs(state.arch_logits), space, step)
+
+  state, _ = loop.run(
+      state, step_fn, start_step=start_step, total_steps=total_steps,
+      cadence=loop.Cadence(config.log_every_steps, config.checkpoint_every_steps),
+      manager=manager, writer=writer, schedule=schedule,
+      periodic=[loop.Periodic(config.history_every_steps, log_history)],
+      nan_hint="lower --config.optim.lr or --config.arch_optim.lr")
   writer.close()
   nnx.update(model, jax.device_get(state.params))
   return finish(config, workdir_path, model, tokenizer, space, table, data,
-                arch_params.softmax_probs(state.arch_logits), total_steps, mesh)
+                relaxation.softmax_probs(state.arch_logits), total_steps, mesh)
 
 
 def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, tokenizer,
@@ -290,15 +280,15 @@ def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, toke
       "discretization_steps": steps,
       "base_predicted_ms": table.predict_ms(space.largest_arch()),
       "table": str(pathlib.Path(config.latency.table).absolute()),
-      "table_sha256": jobs.file_sha256(config.latency.table),
-      "runtime": runtime_spec(config.latency).to_dict(), "space": json.loads(space.to_json()),
+      "table_sha256": files.file_sha256(config.latency.table),
+      "runtime": RuntimeSpec.from_config(config.latency).to_dict(), "space": json.loads(space.to_json()),
       "task": data.task.name, "teacher": str(checkpoint.resolve_model_dir(config.teacher)),
       "subnet": str((workdir / SUBNET_DIR).absolute()), "search_steps": total_steps,
       "probabilities": {k: v.tolist() for k, v in probs.items()},
       "subnet_metrics_before_retraining": finetune.evaluate(logits, data.task, data.eval),
       "config": config.to_dict(),
   }
-  jobs.write_json_atomically(workdir / ARCH_FILE, summary)
+  files.write_json_atomically(workdir / ARCH_FILE, summary)
   logging.info("Searched arch %s: %.2f ms predicted (target %.2f ms); written to %s.",
                arch.to_json(), summary["predicted_ms"], config.latency.target_ms,
                workdir / ARCH_FILE)

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from darts import arch_params, losses
+from darts.nas import relaxation
+from darts.training import losses
 from latency_loss import expected
 from models.bert import compute_view
 from models.search_space import SearchSpace
@@ -31,7 +32,7 @@ class SearchState(NamedTuple):
   step: jax.Array
   params: nnx.State
   weight_opt_state: optax.OptState
-  arch_logits: arch_params.ArchLogits
+  arch_logits: relaxation.ArchLogits
   arch_opt_state: optax.OptState
 
 
@@ -56,9 +57,9 @@ class SearchSettings:
   def __post_init__(self):
     if self.penalty not in PENALTIES:
       raise ValueError(f"Unknown latency penalty {self.penalty!r}; expected one of {PENALTIES}.")
-    if self.relaxation not in arch_params.RELAXATIONS:
+    if self.relaxation not in relaxation.RELAXATIONS:
       raise ValueError(f"Unknown relaxation {self.relaxation!r}; expected one of "
-                       f"{arch_params.RELAXATIONS}.")
+                       f"{relaxation.RELAXATIONS}.")
     if self.target_ms <= 0:
       raise ValueError(f"The latency target must be positive, got {self.target_ms} ms.")
 
@@ -99,7 +100,7 @@ def make_search_step(graphdef: nnx.GraphDef, space: SearchSpace,
 
   def arch_loss(logits, params, batch, tau, rng):
     sample_rng, unroll_rng, loss_rng = jax.random.split(rng, 3)
-    probs = arch_params.relax(logits, settings.relaxation, tau, sample_rng)
+    probs = relaxation.relax(logits, settings.relaxation, tau, sample_rng)
     if settings.second_order:
       grads = jax.grad(lambda p: supernet_loss(p, probs, batch["train"], unroll_rng)[0])(params)
       params = jax.tree.map(lambda p, g: p - settings.unroll_lr * g, params, grads)
@@ -108,7 +109,7 @@ def make_search_step(graphdef: nnx.GraphDef, space: SearchSpace,
     return latency_objective(model_loss, latency, settings), parts
 
   def step(state: SearchState, batch: dict[str, dict[str, jax.Array]], rng: jax.Array):
-    tau = arch_params.temperature(state.step, settings.tau_start, settings.tau_end,
+    tau = relaxation.temperature(state.step, settings.tau_start, settings.tau_end,
                                   settings.anneal_steps)
     arch_rng, sample_rng, weight_rng = jax.random.split(rng, 3)
     metrics = {}
@@ -120,13 +121,13 @@ def make_search_step(graphdef: nnx.GraphDef, space: SearchSpace,
       logits = optax.apply_updates(logits, updates)
       metrics.update(arch_objective=objective, held_out_task_loss=parts["task_loss"])
     probs = jax.lax.stop_gradient(
-        arch_params.relax(logits, settings.relaxation, tau, sample_rng))
+        relaxation.relax(logits, settings.relaxation, tau, sample_rng))
     (loss, parts), grads = jax.value_and_grad(supernet_loss, has_aux=True)(
         state.params, probs, batch["train"], weight_rng)
     updates, weight_opt_state = weight_tx.update(grads, state.weight_opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    mean_probs = arch_params.relax(logits, "softmax", jnp.asarray(1.0))
-    metrics.update(loss=loss, **parts, temperature=tau, entropy=arch_params.entropy(mean_probs),
+    mean_probs = relaxation.relax(logits, "softmax", jnp.asarray(1.0))
+    metrics.update(loss=loss, **parts, temperature=tau, entropy=relaxation.entropy(mean_probs),
                    expected_latency_ms=expected.expected_latency_ms(table, mean_probs))
     return SearchState(state.step + 1, params, weight_opt_state, logits, arch_opt_state), metrics
 

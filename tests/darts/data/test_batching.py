@@ -1,11 +1,11 @@
-"""Tests of darts.batching with a tiny whitespace tokenizer."""
+"""Tests of darts.data.batching with a tiny whitespace tokenizer."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from darts import batching, glue
+from darts.data import batching, glue
 
 PAD, CLS, SEP = 0, 1, 2
 

@@ -57,7 +57,7 @@ class GlueTask:
     num_columns: expected column count of header-less files; with a header the header's own
       column count is used, since it differs between splits (MNLI train/dev).
     split_files: (split, file name) pairs, e.g. (("train", "train.tsv"), ("dev", "dev.tsv")).
-    metric_names: metrics reported by `darts.metrics.compute_metrics`; the first one is the main
+    metric_names: metrics reported by `darts.data.metrics.compute_metrics`; the first one is the main
       metric used for model selection.
     hub_config: config name of the hub dataset, e.g. "sst2".
     hub_text_columns: hub column names of text_a (and text_b).

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from darts import finetune
+from darts.training import finetune
 from models import bert
 
 

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from darts import losses
+from darts.training import losses
 
 
 def test_task_loss_weights_ignore_padding_rows():

@@ -1,0 +1,46 @@
+"""What every job's entry module shares: its flags, readable logs, the distributed runtime."""
+
+from __future__ import annotations
+
+import logging as std_logging
+
+import jax
+from absl import flags
+from ml_collections import config_flags
+
+
+def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
+  """The flags every job takes: --config (a config file), --workdir and --multihost."""
+  config = config_flags.DEFINE_config_file("config", None, f"{what} config file.",
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results; "
+                                "rerunning with the same one resumes.")
+  multihost = flags.DEFINE_bool(
+      "multihost", False, "Call jax.distributed.initialize() first: one process per host (TPU "
+      "pods, multi-node GPU); every host builds the same batches and keeps its devices' shards.")
+  flags.mark_flags_as_required(["config", "workdir"])
+  return config, workdir, multihost
+
+
+def start_job(multihost: bool) -> None:
+  """Common start of a job's main: readable logs, and the distributed runtime when asked."""
+  quiet_library_logs()
+  if multihost:
+    jax.distributed.initialize()
+
+
+class _DropChattyLibraries(std_logging.Filter):
+  """Drops INFO/DEBUG records of libraries that log every file they write or function they
+  trace (orbax; TensorFlow's SavedModel machinery, run by every TFLite conversion)."""
+
+  CHATTY = ("/orbax/", "/tensorflow/python/")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or not any(
+        part in record.pathname for part in self.CHATTY)
+
+
+def quiet_library_logs() -> None:
+  """Keeps warnings of chatty libraries but not their INFO lines (call from a job's main)."""
+  for handler in std_logging.getLogger().handlers + std_logging.getLogger("absl").handlers:
+    handler.addFilter(_DropChattyLibraries())

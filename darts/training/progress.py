@@ -1,0 +1,58 @@
+"""Progress of a training loop: step, loss, learning rate, examples/s and ETA, logged and written
+to TensorBoard."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
+
+import tensorboardX
+from absl import logging
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class ProgressLogger:
+  """Logs step, loss, learning rate, examples/s and ETA, and writes them to TensorBoard."""
+
+  SHOWN = ("loss", "expected_latency_ms", "entropy", "temperature")
+
+  def __init__(self, writer: tensorboardX.SummaryWriter, start_step: int, total_steps: int):
+    self.writer, self.total_steps = writer, total_steps
+    self.start_time = self.window_time = time.perf_counter()
+    self.window_step = start_step
+    self.window_examples = 0.0
+    self.train_time = 0.0
+    self.train_examples = 0.0
+
+  def update(self, step: int, examples: float, step_metrics: dict[str, float],
+             lr: float) -> None:
+    self.window_examples += examples
+    now = time.perf_counter()
+    elapsed = now - self.window_time
+    steps = step - self.window_step
+    examples_per_sec = self.window_examples / elapsed
+    eta = (self.total_steps - step) * elapsed / steps
+    shown = " ".join(f"{name} {step_metrics[name]:.4g}" for name in self.SHOWN
+                     if name in step_metrics)
+    logging.info("step %d/%d (%.1f%%) %s lr %.2e | %.1f examples/s | elapsed %s, ETA %s",
+                 step, self.total_steps, 100 * step / self.total_steps, shown, lr,
+                 examples_per_sec, _format_duration(now - self.start_time),
+                 _format_duration(eta))
+    for name, value in {**step_metrics, "lr": lr, "examples_per_sec": examples_per_sec}.items():
+      self.writer.add_scalar(f"train/{name}", value, step)
+    self.train_time += elapsed
+    self.train_examples += self.window_examples
+    self.window_time, self.window_step, self.window_examples = now, step, 0.0
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[None]:
+    """Keeps evaluation and checkpointing out of the throughput and ETA."""
+    start = time.perf_counter()
+    yield
+    self.window_time += time.perf_counter() - start
