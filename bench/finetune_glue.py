@@ -20,6 +20,7 @@ import time
 from absl import app, flags
 
 from bench.machine import code_version, machine_facts
+from darts.training import finetune
 
 _TASKS = flags.DEFINE_list("tasks", ["sst2", "mrpc"], "GLUE tasks to fine-tune.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bench_finetune", "Parent of the task workdirs.")
@@ -39,7 +40,7 @@ def run_task(task: str, extra: list[str]) -> dict:
   start = time.perf_counter()
   subprocess.run(command, check=True)
   wall = time.perf_counter() - start
-  summary = json.loads((workdir / "eval.json").read_text())
+  summary = json.loads((workdir / finetune.EVAL_FILE).read_text())
   if summary["resumed_from_step"]:
     raise RuntimeError(f"{workdir} held an earlier run; use a fresh --workdir to benchmark.")
   return {"task": task, "command": shlex.join(["python", *command[1:]]), "wall_seconds": wall,

@@ -30,7 +30,7 @@ from absl import app, flags, logging
 
 from bench.machine import code_version, machine_facts
 from configs import pipeline as pipeline_config
-from darts import pipeline, report as report_lib
+from darts import layout as layout_lib, report as report_lib, stages
 from darts.data import glue
 from darts.nas import baselines
 from darts.training import jobs
@@ -86,14 +86,14 @@ def baseline_archs(target_ms: float, budget_ms: float) -> dict[str, Any]:
   return archs
 
 
-def prepare_baseline(layout: pipeline.Layout, arch, target_ms: float) -> None:
+def prepare_baseline(layout: layout_lib.Layout, arch, target_ms: float) -> None:
   """Slices the teacher to `arch` and writes the search-shaped arch.json retraining reads."""
   if layout.arch_file.exists():
     return
   table = load_table(_TABLE.value)
   task = glue.get_task(_TASK.value)
   subnet = baselines.slice_teacher(_TEACHER.value, task.name, task.num_labels, table.space, arch,
-                                   layout.search_dir / "subnet")
+                                   layout.subnet_dir)
   files.write_json_atomically(layout.arch_file, {
       "arch": arch.__dict__, "predicted_ms": table.predict_ms(arch), "target_ms": target_ms,
       "task": task.name, "teacher": str(pathlib.Path(_TEACHER.value).absolute()),
@@ -122,27 +122,27 @@ def train(base_ms: float) -> None:
     config = bench_config(target_ms)
     budget = budget_ms(target_ms)
     logging.info("=== target %.0f%%: %.2f ms (budget %.2f ms)", 100 * fraction, target_ms, budget)
-    pipeline.run(config, str(target_dir(fraction)),
-                 stages=["target", "search", "retrain", "export"])
+    stages.run(config, str(target_dir(fraction)),
+               stages=["target", "search", "retrain", "export"])
     for name, arch in baseline_archs(target_ms, budget).items():
       if arch is None:
         logging.info("%s: no arch of this family fits %.2f ms.", name, budget)
         continue
-      layout = pipeline.Layout(target_dir(fraction) / "baselines" / name)
+      layout = layout_lib.Layout(target_dir(fraction) / "baselines" / name)
       prepare_baseline(layout, arch, target_ms)
-      pipeline.run(config, str(layout.root), stages=["retrain", "export"])
+      stages.run(config, str(layout.root), stages=["retrain", "export"])
 
 
 def measure(base_ms: float) -> None:
   for fraction in map(float, _FRACTIONS.value):
     for root in runs_of(fraction, base_ms).values():
-      pipeline.run(bench_config(fraction * base_ms), str(root), stages=["measure"])
+      stages.run(bench_config(fraction * base_ms), str(root), stages=["measure"])
 
 
 def _record(root: pathlib.Path) -> dict[str, Any]:
-  layout = pipeline.Layout(root)
+  layout = layout_lib.Layout(root)
   searched = json.loads(layout.arch_file.read_text())
-  evaluation = json.loads((layout.retrain_dir / "eval.json").read_text())
+  evaluation = json.loads(layout.retrain_eval_file.read_text())
   latency = json.loads(layout.latency_file.read_text())
   fp32 = latency["models"]["fp32"]
   measured_ms = report_lib.table_threads_ms(latency)
@@ -165,11 +165,11 @@ def draw_pipeline_report(fraction: float, target_ms: float, others: dict[str, An
                               for name, run in others.items()}, indent=1))
   config = bench_config(target_ms)
   config.report_baselines = str(path)
-  pipeline.run(config, str(target_dir(fraction)), stages=["report"])
+  stages.run(config, str(target_dir(fraction)), stages=["report"])
 
 
 def report(base_ms: float) -> dict[str, Any]:
-  teacher_eval = json.loads((pathlib.Path(_TEACHER.value).parent / "eval.json").read_text())
+  teacher_eval = json.loads(layout_lib.eval_file(pathlib.Path(_TEACHER.value)).read_text())
   targets = {}
   for fraction in map(float, _FRACTIONS.value):
     target_ms = fraction * base_ms
@@ -268,7 +268,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   jobs.quiet_library_logs()
   table = load_table(_TABLE.value)
-  base_ms = _BASE_MS.value or pipeline.measure_arch_ms(table, table.space.largest_arch())
+  base_ms = _BASE_MS.value or stages.measure_arch_ms(table, table.space.largest_arch())
   if _PHASE.value == "train":
     train(base_ms)
   elif _PHASE.value == "measure":

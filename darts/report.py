@@ -14,11 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-REPORT_FILE = "report.md"
-ACCURACY_FIGURE = "accuracy_vs_latency.png"
-PROBABILITIES_FIGURE = "arch_probabilities.png"
-FIDELITY_FIGURE = "predicted_vs_measured.png"
-ARCH_FIGURE = "arch.png"
+from darts import layout as layout_lib
+from darts.layout import ACCURACY_FIGURE, ARCH_FIGURE, FIDELITY_FIGURE, PROBABILITIES_FIGURE
 
 
 def _load(path: pathlib.Path) -> Optional[Any]:
@@ -39,17 +36,18 @@ def _save(fig, path: pathlib.Path, dpi: int = 120) -> bool:
   return True
 
 
-def gather(layout, teacher_model: pathlib.Path, baselines: str = "") -> dict[str, Any]:
+def gather(layout: layout_lib.Layout, teacher_model: pathlib.Path,
+           baselines: str = "") -> dict[str, Any]:
   """Everything the report shows, read from the workdir (None for what is missing)."""
-  history_path = layout.search_dir / "arch_probabilities.jsonl"
+  history_path = layout.history_file
   return {
       "target": _load(layout.target_file),
-      "teacher_eval": _load(teacher_model.parent / "eval.json"),
+      "teacher_eval": _load(layout_lib.eval_file(teacher_model)),
       "search": _load(layout.arch_file),
       "history": ([json.loads(line) for line in history_path.read_text().splitlines()]
                   if history_path.exists() else None),
-      "retrain_eval": _load(layout.retrain_dir / "eval.json"),
-      "export": _load(layout.export_dir / "export_report.json"),
+      "retrain_eval": _load(layout.retrain_eval_file),
+      "export": _load(layout.export_report_file),
       "latency": _load(layout.latency_file),
       "baselines": _load(pathlib.Path(baselines)) if baselines else None,
   }
@@ -285,7 +283,7 @@ def _fidelity_lines(facts: dict[str, Any]) -> list[str]:
                   f"{100 * np.mean(errors <= 0.1):.0f}% within 10%."]
 
 
-def write_report(layout, teacher_model: pathlib.Path, baselines: str = "") -> pathlib.Path:
+def write_report(layout: layout_lib.Layout, teacher_model: pathlib.Path, baselines: str = "") -> pathlib.Path:
   """Writes WORKDIR/report.md and its PNGs; returns the report's path."""
   facts = gather(layout, teacher_model, baselines)
   figures = {
@@ -308,6 +306,6 @@ def write_report(layout, teacher_model: pathlib.Path, baselines: str = "") -> pa
   search = facts["search"]
   if search and search.get("discretization_steps"):
     lines += ["## Discretization", "", *[f"- {s}" for s in search["discretization_steps"]], ""]
-  path = layout.root / REPORT_FILE
+  path = layout.report_file
   path.write_text("\n".join(lines))
   return path

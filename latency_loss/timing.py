@@ -129,7 +129,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]],
   """Times several callables in alternation, one call of each per round, under `protocol`.
 
   Latencies measured one after the other are not comparable on a machine whose speed changes
-  during the measurement (this VM's 2-thread latencies switch between two levels 15% apart every
+  during the measurement (on shared cloud VMs, 2-thread latencies were seen to switch between two levels 15% apart every
   few seconds, with no other process running): interleaved, every callable sees the same mix of
   levels, so their ratios hold. `protocol.runs` and `min_seconds` count rounds; contention is
   handled as in `time_callable`.

@@ -15,7 +15,8 @@ LAYERS = (
     ("darts.training",),
     ("darts.nas",),
     ("export",),
-    ("darts.pipeline", "darts.report", "darts.train", "darts.search"),
+    ("darts.pipeline", "darts.stages", "darts.layout", "darts.report", "darts.train",
+     "darts.search"),
     ("bench",),
 )
 PACKAGES = ("models", "configs", "latency_loss", "darts", "export", "bench")

@@ -213,6 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "num_train_steps": total_steps, "epochs": total_steps / steps_per_epoch,
       "resumed_from_step": start_step,
       "train_seconds_this_run": progress.train_time,
+      "train_loss_this_run": progress.losses,  # [step, loss] at every logged step.
       "train_examples_per_sec": (progress.train_examples / progress.train_time
                                  if progress.train_time else None),
       "devices": [str(d) for d in mesh.devices.flat],

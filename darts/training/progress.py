@@ -29,6 +29,7 @@ class ProgressLogger:
     self.window_examples = 0.0
     self.train_time = 0.0
     self.train_examples = 0.0
+    self.losses: list[tuple[int, float]] = []  # (step, loss) at every logged step of this run.
 
   def update(self, step: int, examples: float, step_metrics: dict[str, float],
              lr: float) -> None:
@@ -49,6 +50,8 @@ class ProgressLogger:
     self.train_time += elapsed
     self.train_examples += self.window_examples
     self.window_time, self.window_step, self.window_examples = now, step, 0.0
+    if "loss" in step_metrics:
+      self.losses.append((step, float(step_metrics["loss"])))
 
   @contextlib.contextmanager
   def paused(self) -> Iterator[None]:

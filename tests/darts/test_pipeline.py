@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import pipeline as pipeline_config
-from darts import pipeline, report
+from darts import layout as layout_lib, stages
 from darts.nas import discretize
 from models import search_space
 
@@ -28,12 +28,12 @@ def finished(tmp_path_factory, tiny_glue_dir, tiny_base_dir, middle_target_ms):
   config.base_checkpoint = str(tiny_base_dir)
   config.glue_dir = str(tiny_glue_dir)
   workdir = str(tmp_path_factory.mktemp("pipeline"))
-  pipeline.run(config, workdir, stages=["table"])
-  table = pipeline.Pipeline(config, workdir).load_table()
+  stages.run(config, workdir, stages=["table"])
+  table = stages.Pipeline(config, workdir).load_table()
   config.latency.target_fraction = middle_target_ms(
       table, table.space, config.search.latency.margin) / table.predict_ms(
           table.space.largest_arch())
-  return config, pipeline.run(config, workdir)
+  return config, stages.run(config, workdir)
 
 
 def test_every_stage_leaves_its_output(finished):
@@ -45,7 +45,7 @@ def test_every_stage_leaves_its_output(finished):
   assert target["base_measured_ms"] > 0
   searched = json.loads(layout.arch_file.read_text())
   assert searched["predicted_ms"] <= target["target_ms"]
-  export = json.loads((layout.export_dir / "export_report.json").read_text())
+  export = json.loads(layout.export_report_file.read_text())
   assert export["failures"] == [] and export["results"]["fp32"]["max_abs_diff"] <= 1e-4
   assert export["arch"] == searched["arch"]  # The retrained model is the searched arch.
   latency = json.loads(layout.latency_file.read_text())
@@ -59,9 +59,9 @@ def test_every_stage_leaves_its_output(finished):
 
 def test_report_has_every_section_and_figure(finished):
   _, layout = finished
-  text = (layout.root / report.REPORT_FILE).read_text()
-  for figure in (report.ACCURACY_FIGURE, report.ARCH_FIGURE, report.PROBABILITIES_FIGURE,
-                 report.FIDELITY_FIGURE):
+  text = layout.report_file.read_text()
+  for figure in (layout_lib.ACCURACY_FIGURE, layout_lib.ARCH_FIGURE,
+                 layout_lib.PROBABILITIES_FIGURE, layout_lib.FIDELITY_FIGURE):
     assert f"]({figure})" in text, figure
     assert (layout.root / figure).stat().st_size > 10_000, figure  # A drawn PNG, not a stub.
   assert "Speed-up:" in text and "model_int8.tflite" in text and "n/a" not in text
@@ -72,7 +72,7 @@ def test_rerun_skips_finished_stages(finished):
   outputs = [layout.arch_file, layout.target_file, layout.latency_file,
              layout.retrain_dir / "eval.json", layout.export_dir / "model_fp32.tflite"]
   before = [p.stat().st_mtime_ns for p in outputs]
-  pipeline.run(config, str(layout.root))
+  stages.run(config, str(layout.root))
   assert [p.stat().st_mtime_ns for p in outputs] == before
 
 
@@ -81,25 +81,25 @@ def test_search_of_another_target_is_refused(finished):
   config = config.copy_and_resolve_references()
   config.latency.target_ms = 0.9 * json.loads(layout.target_file.read_text())["target_ms"]
   config.measure.fidelity_archs = 0
-  pipeline.run(config, str(layout.root), stages=["target"])
+  stages.run(config, str(layout.root), stages=["target"])
   try:
     with pytest.raises(ValueError, match="is a search for"):
-      pipeline.run(config, str(layout.root), stages=["search"])
+      stages.run(config, str(layout.root), stages=["search"])
   finally:  # Put the original target back for the other tests.
-    pipeline.run(finished[0], str(layout.root), stages=["target"])
+    stages.run(finished[0], str(layout.root), stages=["target"])
 
 
 def test_stage_names_are_checked():
-  assert pipeline.parse_stages("report, search") == ("search", "report")
-  assert pipeline.parse_stages("all") == pipeline.STAGES
+  assert stages.parse_stages("report, search") == ("search", "report")
+  assert stages.parse_stages("all") == stages.STAGES
   with pytest.raises(ValueError, match="unknown stages"):
-    pipeline.parse_stages("search,deploy")
+    stages.parse_stages("search,deploy")
 
 
 def test_a_stage_without_its_input_names_the_missing_stage(tmp_path):
   config = pipeline_config.get_config("runlocal")
   with pytest.raises(FileNotFoundError, match="run the 'search' stage first"):
-    pipeline.run(config, str(tmp_path), stages=["retrain"])
+    stages.run(config, str(tmp_path), stages=["retrain"])
 
 
 def test_command_line_entry_point(tmp_path):
@@ -109,16 +109,16 @@ def test_command_line_entry_point(tmp_path):
        f"--workdir={tmp_path}", "--config.stages=report"],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert f"Report: {tmp_path / report.REPORT_FILE}" in result.stdout
-  assert "not drawn" in (tmp_path / report.REPORT_FILE).read_text()
+  assert f"Report: {tmp_path / layout_lib.REPORT_FILE}" in result.stdout
+  assert "not drawn" in (tmp_path / layout_lib.REPORT_FILE).read_text()
 
 
 def test_exported_models_are_not_timed_on_the_host_against_a_phone_table(finished):
   config, layout = finished
-  table = pipeline.Pipeline(config, str(layout.root)).load_table()
+  table = stages.Pipeline(config, str(layout.root)).load_table()
   phone = dataclasses.replace(table, runtime=dataclasses.replace(table.runtime, backend="android"),
                               protocol={**table.protocol, "statistic": "mean"})
-  models, base_ms = pipeline.measure_exported(layout.export_dir, phone, threads=(1, 4))
+  models, base_ms = stages.measure_exported(layout.export_dir, phone, threads=(1, 4))
   assert set(models) == {"fp32", "fp16", "int8", "int8_full"}
   assert all(m["latency_ms"] == {"1": None, "4": None} for m in models.values())
   assert base_ms == {"1": None, "4": None}
@@ -127,7 +127,7 @@ def test_exported_models_are_not_timed_on_the_host_against_a_phone_table(finishe
 def test_a_uniformly_slower_table_gives_the_same_target_and_arch(tmp_path, make_cost_table,
                                                                   monkeypatch):
   # The host measures the base the same whatever the table: only the table's units differ.
-  monkeypatch.setattr(pipeline, "measure_arch_ms", lambda table, arch: 20.0)
+  monkeypatch.setattr(stages, "measure_arch_ms", lambda table, arch: 20.0)
   space = search_space.get_space("minilm")
   probs = {k: np.asarray(v) for k, v in
            search_space.one_hot_probs(space.largest_arch(), space).items()}
@@ -137,9 +137,9 @@ def test_a_uniformly_slower_table_gives_the_same_target_and_arch(tmp_path, make_
     config.latency.target_fraction = 0.75  # The random table's smallest arch is at ~0.5.
     config.latency_table = str(tmp_path / f"table_{scale}.json")
     make_cost_table(space, scale=scale).save(config.latency_table)
-    layout = pipeline.run(config, str(tmp_path / f"run_{scale}"), stages=["target"])
+    layout = stages.run(config, str(tmp_path / f"run_{scale}"), stages=["target"])
     target = json.loads(layout.target_file.read_text())
-    table = pipeline.Pipeline(config, str(layout.root)).load_table()
+    table = stages.Pipeline(config, str(layout.root)).load_table()
     targets.append(target)
     archs.append(discretize.discretize(probs, space, table.predict_ms, target["target_ms"],
                                        margin=config.search.latency.margin)[0])

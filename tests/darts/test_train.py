@@ -38,30 +38,40 @@ def glue_dir(tmp_path_factory) -> pathlib.Path:
   return root
 
 
+# Enough for MiniLM to learn the phrases above (dev accuracy 1.0 on this machine, from 0.5).
+LEARNING = {"num_train_steps": 12, "lr": 2e-4}
+
+
 def runlocal_config(glue_dir):
   config = finetune_config.get_config("task=sst2,runlocal")
   config.data.glue_dir = str(glue_dir)
+  config.optim.update(LEARNING)
   return config
 
 
 def train_command(workdir, glue_dir):
   return [sys.executable, "-m", "darts.train", "--config=configs/finetune.py:task=sst2,runlocal",
-          f"--workdir={workdir}", f"--config.data.glue_dir={glue_dir}"]
+          f"--workdir={workdir}", f"--config.data.glue_dir={glue_dir}",
+          *(f"--config.optim.{k}={v}" for k, v in LEARNING.items())]
 
 
 def test_runlocal_trains_and_writes_results(tmp_path, glue_dir):
   summary = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path))
   written = json.loads((tmp_path / "eval.json").read_text())
   assert written["metrics"] == summary["metrics"]
-  assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
-  assert summary["num_train_steps"] == 6 and summary["resumed_from_step"] == 0
+  # Training works: the loss falls and the model beats chance (a broken step, loss or optimizer
+  # update leaves both at chance).
+  losses = [loss for _, loss in summary["train_loss_this_run"]]
+  assert losses[-1] < 0.7 * losses[0]
+  assert summary["metrics"]["accuracy"] >= 0.9
+  assert summary["num_train_steps"] == 12 and summary["resumed_from_step"] == 0
   assert (tmp_path / "model" / "model.safetensors").is_file()
   assert (tmp_path / "model" / "vocab.txt").is_file()
   assert json.loads((tmp_path / "model" / "config.json").read_text())["canao_task"] == "sst2"
   assert list((tmp_path / "tensorboard").iterdir())
   # A second run finds the finished checkpoint and only evaluates.
   again = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path))
-  assert again["resumed_from_step"] == 6 and again["metrics"] == summary["metrics"]
+  assert again["resumed_from_step"] == 12 and again["metrics"] == summary["metrics"]
 
 
 def wait_for_checkpoint(workdir: pathlib.Path, process: subprocess.Popen) -> None:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from configs import cost_table as cost_table_config
-from latency_loss import build_table, host
+from latency_loss import builder, host
 from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import load_table
@@ -18,8 +18,8 @@ def config():
 
 
 def test_runlocal_builds_complete_table(tmp_path, config):
-  table = build_table.build_table(config, str(tmp_path))
-  loaded = load_table(str(tmp_path / build_table.TABLE_NAME),
+  table = builder.build_table(config, str(tmp_path))
+  loaded = load_table(str(tmp_path / builder.TABLE_NAME),
                       expect=RuntimeSpec.from_config(config))
   assert loaded.missing() == []
   assert loaded.host["cpu_count"] >= 1 and loaded.host["litert"]
@@ -32,15 +32,15 @@ def test_runlocal_builds_complete_table(tmp_path, config):
 
 
 def test_resume_keeps_entries_and_measures_only_missing(tmp_path, config, monkeypatch):
-  build_table.build_table(config, str(tmp_path))
-  path = tmp_path / build_table.TABLE_NAME
+  builder.build_table(config, str(tmp_path))
+  path = tmp_path / builder.TABLE_NAME
   table = load_table(str(path))
   kept = dict(table.entries)
   dropped = space_blocks(table.space)[-1].key
   del table.entries[dropped]
   table.save(str(path))
   measured = []
-  original = build_table.make_backend
+  original = builder.make_backend
 
   def spy(*args):
     backend = original(*args)
@@ -48,18 +48,18 @@ def test_resume_keeps_entries_and_measures_only_missing(tmp_path, config, monkey
     backend.measure_block = lambda block: measured.append(block.key) or measure(block)
     return backend
 
-  monkeypatch.setattr(build_table, "make_backend", spy)
-  resumed = build_table.build_table(config, str(tmp_path))
+  monkeypatch.setattr(builder, "make_backend", spy)
+  resumed = builder.build_table(config, str(tmp_path))
   assert measured == [dropped]
   assert {k: v for k, v in resumed.entries.items() if k != dropped} == {
       k: v for k, v in kept.items() if k != dropped}
 
 
 def test_resume_with_other_settings_raises(tmp_path, config):
-  build_table.build_table(config, str(tmp_path))
+  builder.build_table(config, str(tmp_path))
   other = cost_table_config.get_config("runlocal,threads=1")
   with pytest.raises(ValueError, match="threads"):
-    build_table.build_table(other, str(tmp_path))
+    builder.build_table(other, str(tmp_path))
 
 
 def test_config_parsing():
@@ -71,7 +71,7 @@ def test_config_parsing():
 
 
 def test_tables_record_the_cpu_and_another_cpu_is_named(tmp_path, config):
-  table = build_table.build_table(config, str(tmp_path))
+  table = builder.build_table(config, str(tmp_path))
   assert table.host["cpu_identity"] == host.cpu_identity()
   assert host.other_cpu(table.host) is None
   other = {**table.host, "cpu_identity": {**table.host["cpu_identity"], "simd": ["avx2"]}}

@@ -5,17 +5,17 @@ import math
 import pytest
 
 from configs import cost_table as cost_table_config
-from latency_loss import build_table
+from latency_loss import builder
 from latency_loss.backends import xla
 from latency_loss.blocks import Block
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
-from models.search_space import Arch, get_space
+from models.search_space import get_space, Arch
 
 
 def test_runlocal_xla_table(tmp_path):
   config = cost_table_config.get_config("runlocal,backend=xla")
-  table = build_table.build_table(config, str(tmp_path))
+  table = builder.build_table(config, str(tmp_path))
   assert table.missing() == [] and table.runtime.backend == "xla"
   assert "jax_device" in table.host
   # Finite, of any sign: net costs of microsecond blocks are mostly timing noise.

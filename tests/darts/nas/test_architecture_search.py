@@ -15,7 +15,7 @@ from configs import (cost_table as cost_table_config, finetune as finetune_confi
                      retrain as retrain_config, search as search_config)
 from darts.nas import architecture_search
 from darts.training import finetune
-from latency_loss import build_table
+from latency_loss import builder
 from models import checkpoint, search_space
 
 REPO = pathlib.Path(__file__).parents[3]
@@ -28,7 +28,7 @@ def setup(tmp_path_factory, tiny_glue_dir, tiny_base_dir):
   config.model.checkpoint = str(tiny_base_dir)
   config.data.glue_dir = str(root / "glue")
   finetune.train_and_evaluate(config, str(root / "teacher"))
-  build_table.build_table(cost_table_config.get_config("runlocal"), str(root / "table"))
+  builder.build_table(cost_table_config.get_config("runlocal"), str(root / "table"))
   return root
 
 
@@ -40,7 +40,7 @@ def runlocal_config(setup, middle_target_ms):
     config = search_config.get_config("task=sst2,runlocal")
     config.teacher = str(setup / "teacher" / "model")
     config.data.glue_dir = str(setup / "glue")
-    config.latency.table = str(setup / "table" / build_table.TABLE_NAME)
+    config.latency.table = str(setup / "table" / builder.TABLE_NAME)
     table = architecture_search.table_lib.load_table(config.latency.table)
     config.latency.threads = table.runtime.threads
     config.latency.target_ms = latency.pop("target_ms", None) or middle_target_ms(
@@ -74,7 +74,7 @@ def test_runlocal_search_writes_arch_within_target(searched):
              (tmp_path / architecture_search.HISTORY_FILE).read_text().splitlines()]
   assert [h["step"] for h in history] == [2, 4, 6, 8]
   assert np.allclose(np.sum(history[-1]["heads"], axis=-1), 1.0)
-  assert 0.0 <= summary["subnet_metrics_before_retraining"]["accuracy"] <= 1.0
+  assert set(summary["subnet_metrics_before_retraining"]) == {"accuracy"}
   # A finished search is not rerun.
   assert architecture_search.search(config, str(tmp_path)) == summary
 
@@ -115,7 +115,11 @@ def test_retraining_the_searched_arch_with_distillation(searched, tmp_path):
   result = finetune.train_and_evaluate(config, str(tmp_path))
   retrained = checkpoint.load_pretrained(str(tmp_path / "model"), num_labels=2)
   assert retrained.bert.config.num_heads == tuple(summary["arch"]["heads"])
-  assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+  # Started from the sliced subnet, distilled from the search's teacher. (That the shared training
+  # loop learns is tests/darts/test_train.py's; this tiny teacher is random.)
+  assert result["config"]["model"]["checkpoint"] == summary["subnet"]
+  assert result["config"]["distill"]["teacher"] == summary["teacher"]
+  assert result["config"]["distill"]["weight"] > 0
   with pytest.raises(ValueError, match="does not exist"):
     retrain_config.get_config(f"arch={tmp_path / 'missing.json'}")
 

@@ -1,0 +1,301 @@
+"""The main job, stage by stage: from a pretrained BERT and a task to a verified phone model.
+
+  table    cost table of the search space on this machine's runtime  WORKDIR/table/
+  teacher  the base model fine-tuned on the task                      WORKDIR/teacher/model
+  target   table's prediction of the base x target_fraction          WORKDIR/target.json
+  search   latency-constrained differentiable search                  WORKDIR/search/arch.json
+  retrain  the searched subnet retrained with distillation            WORKDIR/retrain/model
+  export   fp32/fp16/int8 TFLite models verified against JAX          WORKDIR/export/
+  measure  exported models timed; table predictions checked           WORKDIR/latency.json
+  report   report.md and its figures                                  WORKDIR/report.md
+
+The logic of `python -m darts.pipeline`, usable from Python: `run(config, workdir, stages)`. Every stage
+reads what earlier stages wrote to WORKDIR, so stages can run alone, and each is skipped when its
+output exists: a killed run resumes with the same command (the jobs inside resume from their own
+checkpoints).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pathlib
+from typing import Any, Callable, Sequence
+
+import ml_collections
+from absl import logging
+
+from configs import retrain as retrain_config
+from darts import layout as layout_lib, report
+from darts.nas import architecture_search
+from darts.training import finetune
+from export import exporter
+from latency_loss import builder, host, table as table_lib
+from latency_loss.backends import base as backends
+from latency_loss.runtime import RuntimeSpec
+from latency_loss.timing import TimingProtocol
+from models import files
+from models.search_space import Arch
+
+STAGES = ("table", "teacher", "target", "search", "retrain", "export", "measure", "report")
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+  """'all' or a comma-separated subset of STAGES, returned in pipeline order."""
+  if text.strip() == "all":
+    return STAGES
+  asked = [s.strip() for s in text.split(",") if s.strip()]
+  unknown = [s for s in asked if s not in STAGES]
+  if unknown or not asked:
+    raise ValueError(f"config.stages='{text}': unknown stages {unknown}; use 'all' or a "
+                     f"comma-separated subset of {', '.join(STAGES)}.")
+  return tuple(s for s in STAGES if s in asked)
+
+
+def _require(path: pathlib.Path, stage: str) -> pathlib.Path:
+  if not path.exists():
+    raise FileNotFoundError(f"{path} does not exist: run the '{stage}' stage first "
+                            f"(--config.stages={stage} or all).")
+  return path
+
+
+def _read_json(path: pathlib.Path, stage: str) -> dict[str, Any]:
+  return json.loads(_require(path, stage).read_text())
+
+
+class Pipeline:
+  """The stages of the main job over one workdir; see the module docstring."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.layout = layout_lib.Layout(pathlib.Path(workdir))
+    self.layout.root.mkdir(parents=True, exist_ok=True)
+
+  # ------------------------------------------------------------------------ shared inputs
+
+  @property
+  def table_path(self) -> pathlib.Path:
+    if self.config.latency_table:
+      return pathlib.Path(self.config.latency_table)
+    return self.layout.table_file
+
+  def load_table(self) -> table_lib.CostTable:
+    return table_lib.load_table(str(_require(self.table_path, "table")))
+
+  @property
+  def teacher_model(self) -> pathlib.Path:
+    if self.config.teacher_model:
+      return pathlib.Path(self.config.teacher_model)
+    return self.layout.teacher_model_dir
+
+  def _with_glue_dir(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    config = copy.deepcopy(config)
+    if self.config.glue_dir:
+      config.data.glue_dir = self.config.glue_dir
+    return config
+
+  # ------------------------------------------------------------------------------ stages
+
+  def table(self) -> None:
+    """Builds the cost table for this machine, or resumes or reuses one."""
+    if self.config.latency_table:
+      table = self.load_table()
+      logging.info("Using the cost table %s (%s, %s).", self.table_path,
+                   table.host.get("cpu_model"), table.runtime.to_dict())
+      return
+    if self.table_path.exists() and not self.load_table().missing():
+      logging.info("Cost table %s is complete.", self.table_path)
+      return
+    builder.build_table(self.config.table, str(self.layout.table_dir))
+
+  def teacher(self) -> None:
+    """Fine-tunes the base checkpoint on the task (the teacher and the accuracy reference)."""
+    if self.config.teacher_model:
+      logging.info("Using the teacher %s.", _require(self.teacher_model, "teacher"))
+      return
+    if layout_lib.eval_file(self.layout.teacher_model_dir).exists():
+      logging.info("Teacher in %s is trained.", self.layout.teacher_dir)
+      return
+    config = self._with_glue_dir(self.config.teacher)
+    config.model.checkpoint = self.config.base_checkpoint
+    finetune.train_and_evaluate(config, str(self.layout.teacher_dir))
+
+  def target(self) -> None:
+    """Sets the latency target in the table's own units, and checks the table on this host.
+
+    A fraction of the base model's latency is a fraction of the *table's prediction* of the base:
+    the search, the discretization budget and the target compare table predictions, so a table
+    that is uniformly slower or faster than this host gives the same architecture, and timing
+    noise never moves the target. The base is also measured now (interleaved speed-ups and the
+    table check use it; a phone's table: not on this host).
+    """
+    table = self.load_table()
+    wanted = {"target_fraction": self.config.latency.target_fraction,
+              "target_ms_override": self.config.latency.target_ms,
+              "table_sha256": files.file_sha256(self.table_path)}
+    if self.layout.target_file.exists():
+      done = json.loads(self.layout.target_file.read_text())
+      if {k: done.get(k) for k in wanted} == wanted:
+        logging.info("Latency target %.2f ms (%s).", done["target_ms"], self.layout.target_file)
+        return
+    base = table.space.largest_arch()
+    base_predicted_ms = table.predict_ms(base)
+    base_ms = measure_arch_ms(table, base)
+    target_ms = (self.config.latency.target_ms
+                 or self.config.latency.target_fraction * base_predicted_ms)
+    record = {**wanted, "target_ms": target_ms, "units": "table",
+              "base_arch": dataclasses.asdict(base), "base_measured_ms": base_ms,
+              "base_predicted_ms": base_predicted_ms,
+              "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute()),
+              "table_cpu_mismatch": None if base_ms is None else host.other_cpu(table.host)}
+    if record["table_cpu_mismatch"]:
+      logging.warning("Cost table %s: %s; its predictions may not hold on this machine.",
+                      self.table_path, record["table_cpu_mismatch"])
+    files.write_json_atomically(self.layout.target_file, record)
+    if base_ms is not None and abs(base_predicted_ms / base_ms - 1) > self.config.latency.table_tolerance:
+      logging.warning(
+          "The cost table predicts %.2f ms for the base model, measured now at %.2f ms (%+.0f%%): "
+          "the table was built on another machine or under other load. The target stays in the "
+          "table's units, but its ranking of architectures may not hold here; rebuild it on a "
+          "quiet machine (delete %s).", base_predicted_ms, base_ms,
+          100 * (base_predicted_ms / base_ms - 1), self.table_path)
+    logging.info("Base model: %.2f ms predicted by the table, %s ms measured; latency target "
+                 "%.2f ms (table units).", base_predicted_ms,
+                 "n/a" if base_ms is None else f"{base_ms:.2f}", target_ms)
+
+  def search(self) -> None:
+    """The latency-constrained search (resumes; skipped once arch.json exists)."""
+    target_ms = _read_json(self.layout.target_file, "target")["target_ms"]
+    if self.layout.arch_file.exists():
+      done = json.loads(self.layout.arch_file.read_text())
+      if abs(done["target_ms"] - target_ms) > 1e-6:
+        raise ValueError(f"{self.layout.arch_file} is a search for {done['target_ms']:.2f} ms, "
+                         f"but the target is now {target_ms:.2f} ms: use another --workdir, or "
+                         f"delete {self.layout.search_dir} and what was derived from it.")
+    config = self._with_glue_dir(self.config.search)
+    config.teacher = str(_require(self.teacher_model, "teacher"))
+    runtime = self.load_table().runtime
+    config.latency.update(table=str(self.table_path), target_ms=target_ms, **runtime.to_dict())
+    architecture_search.search(config, str(self.layout.search_dir))
+
+  def retrain(self) -> None:
+    """Retrains the searched subnet with distillation from the teacher (configs/retrain.py)."""
+    arch_file = _require(self.layout.arch_file, "search")
+    if self.layout.retrain_eval_file.exists():
+      logging.info("Retrained model in %s is done.", self.layout.retrain_dir)
+      return
+    config = retrain_config.get_config(
+        f"arch={arch_file}{',runlocal' if self.config.runlocal else ''}")
+    config.update(self.config.retrain)
+    finetune.train_and_evaluate(config, str(self.layout.retrain_dir))
+
+  def export(self) -> None:
+    """Exports the retrained model to TFLite at the table's sequence length, verified."""
+    model_dir = _require(self.layout.retrain_model_dir, "retrain")
+    if self.layout.export_report_file.exists():
+      logging.info("Export in %s is done.", self.layout.export_dir)
+      return
+    config = self._with_glue_dir(self.config.export)
+    config.model_dir = str(model_dir)
+    config.seq_len = self.load_table().space.seq_len  # The length the latency target is for.
+    exporter.export(config, str(self.layout.root))
+
+  def measure(self) -> None:
+    """Times every exported model, and checks the table's predictions on random archs."""
+    if self.layout.latency_file.exists():
+      logging.info("Latencies in %s are measured.", self.layout.latency_file)
+      return
+    export_report = _read_json(self.layout.export_report_file, "export")
+    table = self.load_table()
+    models, base_ms = measure_exported(self.layout.export_dir, table,
+                                       self.config.measure.threads)
+    record = {"models": models, "base_ms": base_ms,
+              "fidelity": measure_fidelity(table, self.config.measure.fidelity_archs,
+                                           self.config.measure.seed),
+              "arch": export_report["arch"], "runtime": table.runtime.to_dict()}
+    record["predicted_ms"] = table.predict_ms(Arch.from_json(json.dumps(export_report["arch"])))
+    files.write_json_atomically(self.layout.latency_file, record)
+
+  def report(self) -> None:
+    """Writes report.md and its figures from everything the other stages left."""
+    path = report.write_report(self.layout, self.teacher_model, self.config.report_baselines)
+    logging.info("Report: %s", path)
+
+
+def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
+  """The measured latency of `arch` (random weights) on the table's runtime; None when that
+  runtime is not on this host (a phone table)."""
+  if table.runtime.backend == "android":
+    return None
+  backend = backends.make_backend(table.space, table.runtime,
+                                     TimingProtocol(**table.protocol))
+  return backend.measure_arch(arch).median_ms
+
+
+def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threads: Sequence[int]
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, float | None]]:
+  """Median latency of every exported model, and of the base architecture, at each thread count
+  on this host's LiteRT (the table's runtime when the table is a TFLite one).
+
+  The base (random weights: latency does not depend on them) and the exported models are timed
+  interleaved, so the speed-up holds even when the machine's speed drifts between measurements.
+  A phone's table: no host timings (None); time the models on the phone with
+  latency_loss/backends/android_benchmark.sh.
+
+  Returns:
+    (models: precision -> file, size, latency_ms by thread count, metrics; base latency_ms by
+    thread count).
+  """
+  from latency_loss.backends import tflite as tflite_backend  # TensorFlow: loaded on demand.
+  export_report = json.loads((export_dir / exporter.REPORT_FILE).read_text())
+  space = dataclasses.replace(table.space, seq_len=export_report["seq_len"])
+  on_host = table.runtime.backend != "android"
+  runtime = table.runtime if table.runtime.backend == "tflite" else RuntimeSpec()
+  paths = sorted(export_dir.glob("model_*.tflite"))
+  latency = {path.name: dict.fromkeys(map(str, threads)) for path in paths}
+  base = dict.fromkeys(map(str, threads))
+  if on_host:
+    protocol = TimingProtocol(**table.protocol)
+    # Converted and read once; the thread count is an interpreter option, not a model property.
+    timed = {"base": tflite_backend.TFLiteBackend(space, runtime, protocol).arch_model(
+        space.largest_arch()), **{path.name: path.read_bytes() for path in paths}}
+    for t in base:
+      stats = tflite_backend.time_models(timed, space, dataclasses.replace(runtime, threads=int(t)),
+                                         protocol)
+      base[t] = stats.pop("base").median_ms
+      for name, s in stats.items():
+        latency[name][t] = s.median_ms
+      logging.info("%s threads: base %.2f ms, %s", t, base[t],
+                   {name: round(s.median_ms, 2) for name, s in stats.items()})
+  models = {}
+  for path in paths:
+    precision = path.stem.removeprefix("model_")
+    result = export_report["results"][precision]
+    models[precision] = {"file": path.name, "bytes": path.stat().st_size,
+                         "latency_ms": latency[path.name], "metrics": result["metrics"],
+                         "main_metric": result["main_metric"],
+                         "metric_drop": result["metric_drop"],
+                         "delegated_share": result["delegate"]["share"]}
+  return models, base
+
+
+def measure_fidelity(table: table_lib.CostTable, num_archs: int,
+                     seed: int) -> list[dict[str, Any]] | None:
+  """Predicted vs measured whole-model latency of random archs, now, on this host."""
+  if table.runtime.backend == "android" or not num_archs:
+    return None
+  from latency_loss import fidelity  # Plotting and the backends: loaded on demand.
+  return fidelity.validate(table, num_archs, seed)["records"]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        stages: Sequence[str] | None = None) -> layout_lib.Layout:
+  """Runs `stages` (default: config.stages) in order; returns where the outputs are."""
+  pipeline = Pipeline(config, workdir)
+  stages = parse_stages(config.stages) if stages is None else parse_stages(",".join(stages))
+  for index, stage in enumerate(stages, 1):
+    logging.info("=== Stage %d/%d: %s", index, len(stages), stage)
+    step: Callable[[], None] = getattr(pipeline, stage)
+    step()
+  return pipeline.layout

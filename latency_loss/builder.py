@@ -1,0 +1,84 @@
+"""Builds a latency cost table of every block of a search space (the logic of
+`python -m latency_loss.build_table`).
+
+Writes DIR/cost_table.json, saved after every block (atomically), so a killed build resumes
+where it stopped when run again with the same workdir. For backend=android, the first run
+writes DIR/android/ (one .tflite per block + run_benchmarks.sh); after running the script
+with a phone attached, run again with --config.android_logs=DIR/android/logs to ingest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import ml_collections
+from absl import logging
+
+from latency_loss import host
+from latency_loss.backends.base import make_backend, LatencyBackend
+from latency_loss.blocks import space_blocks
+from latency_loss.runtime import RuntimeSpec
+from latency_loss.table import load_table, CostTable
+from latency_loss.timing import TimingProtocol
+from models.search_space import get_space, SearchSpace
+
+TABLE_NAME = "cost_table.json"
+
+
+def open_table(path: str, space: SearchSpace, runtime: RuntimeSpec,
+               protocol: TimingProtocol, facts: dict[str, str]) -> CostTable:
+  """The partial table at `path` if there is one (checked to match the job), else a new one."""
+  if os.path.exists(path):
+    table = load_table(path, expect=None)
+    mismatches = runtime.mismatches(table.runtime)
+    if table.space != space:
+      mismatches.append("space")
+    if table.protocol != dataclasses.asdict(protocol):
+      mismatches.append(f"protocol: {protocol} != {table.protocol}")
+    if mismatches:
+      raise ValueError(f"{path}: existing table is for another job ({'; '.join(mismatches)}); "
+                       "use another --workdir")
+    logging.info("Resuming %s: %d entries kept", path, len(table.entries))
+    return table
+  return CostTable(space=space, runtime=runtime, host=host.host_facts(facts),
+                   protocol=dataclasses.asdict(protocol))
+
+
+def measure_missing(table: CostTable, backend: LatencyBackend, path: str) -> CostTable:
+  """Measures every block the table lacks, saving after each; logs count/total and ETA."""
+  todo = [b for b in space_blocks(table.space) if b.key not in table.entries]
+  total, start = len(space_blocks(table.space)), time.time()
+  for done, block in enumerate(todo, 1):
+    stats = backend.measure_block(block)
+    table.add(block, stats)
+    table.save(path)
+    elapsed = time.time() - start
+    logging.info("[%d/%d] %-28s %8.3f ms (IQR %.3f)  elapsed %.0fs ETA %.0fs",
+                 total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
+                 elapsed, elapsed / done * (len(todo) - done))
+  return table
+
+
+def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
+  """Builds (or resumes) the table of `config` in `workdir`; returns it."""
+  space, runtime = get_space(config.space), RuntimeSpec.from_config(config)
+  protocol = TimingProtocol(warmup=config.warmup, runs=config.runs,
+                            min_seconds=config.min_seconds, max_other_load=config.max_other_load,
+                            retries=config.retries)
+  path = os.path.join(workdir, TABLE_NAME)
+  if runtime.backend == "android":
+    from latency_loss.backends import android
+    return android.build_or_ingest(space, runtime, protocol, workdir, config.android_logs,
+                                   path, host.host_facts({}))
+  backend = make_backend(space, runtime, protocol)
+  table = open_table(path, space, runtime, protocol, backend.facts())
+  start = time.time()
+  measure_missing(table, backend, path)
+  table.host["contention_at_end"] = host.contention()
+  table.host["build_seconds"] = round(time.time() - start, 1)
+  table.save(path)
+  logging.info("Table complete: %s (%d entries, %.0fs)", path, len(table.entries),
+               time.time() - start)
+  return table
