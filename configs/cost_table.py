@@ -8,6 +8,8 @@ The argument is a comma-separated list of `key=value` overrides and flags:
   precision=fp32|fp16|int8      TFLite weight precision (default fp32)
   threads=N                     pinned CPU threads (default 2; xla: all cores)
   xnnpack=0|1                   LiteRT's default XNNPACK delegate (default 1)
+  runner=adb|host               android: time on a phone over adb, or on this host with LiteRT's
+                                benchmark_litert_model (the phone path without a phone)
   runlocal                      tiny space and few runs: finishes in seconds (tests, smoke runs)
 Any field can also be overridden with --config.FIELD=VALUE.
 """
@@ -23,7 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the build config; see the module docstring for `arg`."""
   # warmup/runs 0: the variant's default (few runs for runlocal), so explicit values still win.
   args = common.parse_arg(arg, space="", backend="tflite", precision="fp32", threads=2,
-                          xnnpack=True, runlocal=False, warmup=0, runs=0)
+                          xnnpack=True, runlocal=False, warmup=0, runs=0, runner="adb")
   config = ml_collections.ConfigDict()
   config.space = args.space or ("tiny" if args.runlocal else "minilm")
   config.backend = args.backend
@@ -41,4 +43,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.max_other_load = 0.25
   config.retries = 0 if args.runlocal else 3
   config.android_logs = ""        # android: directory of benchmark_model logs to ingest
+  # android: where the script times the blocks: "adb" (a phone) or "host" (this machine, with
+  # LiteRT's benchmark_litert_model: the phone path without a phone).
+  config.benchmark_runner = args.runner
   return config

@@ -7,6 +7,10 @@ See configs/pipeline.py for the options and more commands. Rerunning with the sa
 resumes: finished stages are skipped.
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 from absl import app
 
 from darts import stages
@@ -23,6 +27,7 @@ def main(argv):
   print(f"Report: {layout.report_file}")
   if layout.export_report_file.exists():
     print(f"TFLite models: {layout.export_dir}")
+  jobs.finish_job()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ Writes WORKDIR/arch.json, WORKDIR/subnet (the sliced model, Hugging Face layout)
 of architecture probabilities. Retrain the result with configs/retrain.py.
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 from absl import app
 
 from darts.nas import architecture_search
@@ -24,6 +28,7 @@ def main(argv):
   summary = architecture_search.search(_CONFIG.value, _WORKDIR.value)
   print(f"arch {summary['arch']}: {summary['predicted_ms']:.2f} ms predicted "
         f"(target {summary['target_ms']:.2f} ms)")
+  jobs.finish_job()
 
 
 if __name__ == "__main__":

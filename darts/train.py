@@ -6,6 +6,10 @@ Restarting with the same --workdir resumes from the last checkpoint. See configs
 the options (override any with --config.<name>=<value>).
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 from absl import app
 
 from darts.training import finetune, jobs
@@ -20,6 +24,7 @@ def main(argv):
   summary = finetune.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   metric = summary["main_metric"]
   print(f"{summary['task']} {summary['split']} {metric}: {summary['metrics'][metric]:.4f}")
+  jobs.finish_job()
 
 
 if __name__ == "__main__":

@@ -241,6 +241,9 @@ def model_metadata(source: Source, tokenizer: WordPieceTokenizer, precision: str
       "arch": dataclasses.asdict(source.arch),
       "head_size": source.config.head_size,
       "signature": {"key": "serving_default", **_io_spec(model)},
+      # Valid values of each int32 input; the graph clamps others into range (so benchmark
+      # tools' random inputs run), but only these give meaningful outputs.
+      "input_ranges": tf_bert.input_ranges(source.space),
       "tokenizer": {"type": "bert_wordpiece", "vocab_file": checkpoint.VOCAB_FILE,
                     "vocab_size": tokenizer.vocab_size, **tokenizer.options,
                     "pad_id": tokenizer.pad_id,
@@ -303,7 +306,10 @@ def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
   calibration = lambda: split("train", config.calibration_examples)
   models, results = {}, {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
-  for precision in dict.fromkeys(("fp32", *precisions)):  # fp32 is always the gate.
+  todo = list(dict.fromkeys(("fp32", *precisions)))  # fp32 is always the gate.
+  for index, precision in enumerate(todo, 1):
+    logging.info("[%d/%d] Converting to %s and verifying it against JAX ...", index, len(todo),
+                 precision)
     models[precision] = convert(source, module, precision, calibration)
     logits = verify.tflite_logits(models[precision], runtime, dev.inputs)
     results[precision] = {**verify.compare(source.task, dev, reference, logits),

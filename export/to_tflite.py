@@ -8,6 +8,10 @@ See configs/export.py for the options (override any with --config.<name>=<value>
 non-zero, writing no final file, when the TFLite models do not match the JAX model.
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -39,7 +43,7 @@ def config_with_flags(config):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  jobs.quiet_library_logs()
+  jobs.start_job(multihost=False)
   report = exporter.export(config_with_flags(_CONFIG.value), _WORKDIR.value)
   for precision, result in report["results"].items():
     line = " ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
@@ -48,6 +52,7 @@ def main(argv):
                f" delegated_share={result['delegate']['share']:.3f}"
                + (" LOSSY" if result.get("lossy") else ""))
     print(f"{precision}: {line}")
+  jobs.finish_job()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ Writes DIR/cost_table.json after every block, so a killed build resumes when run
 same workdir. See `latency_loss.builder` and configs/cost_table.py (backends, phones).
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -17,12 +17,12 @@ import ml_collections
 from absl import logging
 
 from latency_loss import host
-from latency_loss.backends.base import make_backend, LatencyBackend
+from latency_loss.backends.base import LatencyBackend, make_backend
 from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.table import load_table, CostTable
+from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
-from models.search_space import get_space, SearchSpace
+from models.search_space import SearchSpace, get_space
 
 TABLE_NAME = "cost_table.json"
 
@@ -61,22 +61,31 @@ def measure_missing(table: CostTable, backend: LatencyBackend, path: str) -> Cos
   return table
 
 
+def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:
+  """The timing protocol of a cost-table config (configs/cost_table.py)."""
+  return TimingProtocol(warmup=config.warmup, runs=config.runs, min_seconds=config.min_seconds,
+                        max_other_load=config.max_other_load, retries=config.retries)
+
+
 def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
   """Builds (or resumes) the table of `config` in `workdir`; returns it."""
   space, runtime = get_space(config.space), RuntimeSpec.from_config(config)
-  protocol = TimingProtocol(warmup=config.warmup, runs=config.runs,
-                            min_seconds=config.min_seconds, max_other_load=config.max_other_load,
-                            retries=config.retries)
+  protocol = protocol_from_config(config)
   path = os.path.join(workdir, TABLE_NAME)
   if runtime.backend == "android":
     from latency_loss.backends import android
     return android.build_or_ingest(space, runtime, protocol, workdir, config.android_logs,
-                                   path, host.host_facts({}))
+                                   path, host.host_facts({}), config.benchmark_runner)
   backend = make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
   start = time.time()
   measure_missing(table, backend, path)
   table.host["contention_at_end"] = host.contention()
+  table.host["negative_net_blocks"] = table.negative_net_blocks()
+  if table.host["negative_net_blocks"]:
+    logging.warning("%d blocks were timed faster than their null block (timing noise; they "
+                    "count as 0 ms): %s", len(table.host["negative_net_blocks"]),
+                    table.host["negative_net_blocks"][:8])
   table.host["build_seconds"] = round(time.time() - start, 1)
   table.save(path)
   logging.info("Table complete: %s (%d entries, %.0fs)", path, len(table.entries),

@@ -20,7 +20,7 @@ from scipy import stats as scipy_stats
 
 from latency_loss.backends.base import make_backend
 from latency_loss.host import contention
-from latency_loss.table import load_table, CostTable
+from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
 from models.search_space import Arch
 

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from latency_loss.blocks import arch_blocks, reference_arch, space_blocks, Block, NULL_MODEL_KEY
+from latency_loss.blocks import Block, NULL_MODEL_KEY, arch_blocks, reference_arch, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import Stats
 from models.files import atomic_write
@@ -75,17 +75,30 @@ class CostTable:
     return self._raw(NULL_MODEL_KEY)
 
   def _isolated_ms(self, block: Block) -> float:
-    """A block's time alone minus its null block's time."""
-    return self._raw(block.key) - self._raw(block.as_null().key)
+    """A block's time alone minus its null block's time, never below 0.
+
+    A block cannot cost less than nothing: a negative difference is timing noise (blocks of a
+    few microseconds, or a tool that rounds to 10 us), and is counted as 0 (see
+    `negative_net_blocks`).
+    """
+    return max(0.0, self._raw(block.key) - self._raw(block.as_null().key))
+
+  def negative_net_blocks(self) -> list[str]:
+    """Keys of the blocks timed faster than their null block (counted as costing 0)."""
+    return [b.key for b in space_blocks(self.space)
+            if not b.null and b.kind not in ("model", "context") and b.key in self.entries
+            and b.as_null().key in self.entries
+            and self._raw(b.key) < self._raw(b.as_null().key)]
 
   def context_factor(self, hidden: int) -> float:
     """Measured interaction factor of layers at `hidden`: their time inside the context
-    model over the sum of their isolated costs."""
+    model over the sum of their isolated costs (never below 0; 1 when the layers cost 0)."""
     key = Block("context", hidden).key
     blocks = arch_blocks(reference_arch(self.space, hidden))
     inside = self._raw(key) - self.overhead_ms() - sum(
         self._isolated_ms(b) for b in blocks if b.kind != "layer")
-    return inside / sum(self._isolated_ms(b) for b in blocks if b.kind == "layer")
+    alone = sum(self._isolated_ms(b) for b in blocks if b.kind == "layer")
+    return max(0.0, inside / alone) if alone > 0 else 1.0
 
   def cost_ms(self, block: Block, context: bool = True) -> float:
     """Net cost of a block inside a model; layers scaled by `context_factor` if `context`."""

@@ -60,6 +60,9 @@ class Stats:
                int(s.size), float(other_load))
 
 
+MIN_ACCOUNTED_SECONDS = 0.25
+
+
 def cpu_seconds() -> Optional[tuple[float, float]]:
   """(busy CPU seconds of the whole host, CPU seconds of this process, all its threads) from
   /proc; None where /proc is not available (then contention goes undetected)."""
@@ -90,8 +93,10 @@ def _time_rounds(fns: Sequence[Callable[[], object]], protocol: TimingProtocol) 
       fn_samples.append(time.perf_counter() - start)
   after, wall = cpu_seconds(), time.perf_counter() - wall
   other = 0.0
-  if before and after:
-    other = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / max(wall, 1e-9)
+  # /proc counts in clock ticks (10 ms): over a shorter window one tick reads as many cores, so
+  # other load is only measured over windows of MIN_ACCOUNTED_SECONDS or more.
+  if before and after and wall >= MIN_ACCOUNTED_SECONDS:
+    other = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall
   return [Stats.from_samples(np.array(s) * 1e3, other) for s in samples]
 
 
@@ -129,9 +134,9 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]],
   """Times several callables in alternation, one call of each per round, under `protocol`.
 
   Latencies measured one after the other are not comparable on a machine whose speed changes
-  during the measurement (on shared cloud VMs, 2-thread latencies were seen to switch between two levels 15% apart every
-  few seconds, with no other process running): interleaved, every callable sees the same mix of
-  levels, so their ratios hold. `protocol.runs` and `min_seconds` count rounds; contention is
+  during the measurement (on shared cloud VMs, 2-thread latencies were seen to switch between two
+  levels 15% apart every few seconds, with no other process running): interleaved, every
+  callable sees the same mix of levels, so their ratios hold. `protocol.runs` and `min_seconds` count rounds; contention is
   handled as in `time_callable`.
   """
   stats = _least_contended(lambda: _time_rounds(list(fns.values()), protocol), protocol)

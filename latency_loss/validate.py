@@ -6,6 +6,10 @@ Writes PREFIX.{json,png,md} (default runs/fidelity/latency_fidelity_<space>_<bac
 enter bench/results/ only by an explicit --out). See `latency_loss.fidelity`.
 """
 
+from models import native_logs
+
+native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
+
 import json
 import os
 import sys

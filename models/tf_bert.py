@@ -28,6 +28,7 @@ LN_EPS = 1e-12
 # in float (scores stay far inside +-75). Not -1e9 or float32's min: full-integer quantization
 # gives the biased scores one int8 scale, and a -1e9 range would round every real score to 0.
 MASK_NEGATIVE = -100.0
+MASK_VALUES = 2  # attention_mask: 0 = padding, 1 = token.
 PRECISIONS = ("fp32", "fp16", "int8")
 
 Weights = Mapping[str, np.ndarray]
@@ -145,15 +146,35 @@ def _mask_bias(attention_mask: tf.Tensor) -> tf.Tensor:
   delegated graph.
   """
   batch, seq_len = attention_mask.shape
-  bias = tf.gather(tf.constant([MASK_NEGATIVE, 0.0], tf.float32), attention_mask)
+  bias = tf.gather(tf.constant([MASK_NEGATIVE, 0.0], tf.float32),
+                   _in_range(attention_mask, MASK_VALUES))
   return tf.reshape(bias, [batch, 1, 1, seq_len])
+
+
+def _in_range(indices: tf.Tensor, size: int) -> tf.Tensor:
+  """Lookup indices clamped to [0, size): values outside (random benchmark inputs) stay valid.
+
+  Benchmark tools fill int32 inputs with random values (TFLite's benchmark_model: 0..99,
+  LiteRT's benchmark_litert_model: -128..127), which a GATHER rejects out of bounds. Real
+  inputs are in range, so they are unchanged. The clamp is two elementwise int ops (MAXIMUM,
+  MINIMUM) per input beside the lookup on the CPU; FLOOR_MOD would be one, but the 16x8
+  quantizer refuses it.
+  """
+  return tf.clip_by_value(indices, 0, size - 1)
+
+
+def input_ranges(space: SearchSpace) -> dict[str, list[int]]:
+  """The valid [min, max] of each int32 model input (recorded in every model's metadata)."""
+  return {"input_ids": [0, space.vocab_size - 1], "attention_mask": [0, MASK_VALUES - 1],
+          "token_type_ids": [0, space.type_vocab_size - 1]}
 
 
 def _embeddings(input_ids, token_type_ids, w: Getter, seq_len: int) -> tf.Tensor:
   p = "embeddings"
-  x = (tf.gather(w(f"{p}.word_embeddings.weight"), input_ids)
+  words, types = w(f"{p}.word_embeddings.weight"), w(f"{p}.token_type_embeddings.weight")
+  x = (tf.gather(words, _in_range(input_ids, words.shape[0]))
        + w(f"{p}.position_embeddings.weight")[:seq_len]
-       + tf.gather(w(f"{p}.token_type_embeddings.weight"), token_type_ids))
+       + tf.gather(types, _in_range(token_type_ids, types.shape[0])))
   return _layer_norm(x, w, f"{p}.LayerNorm")
 
 

@@ -1,11 +1,17 @@
 """Shared fixtures: the pretrained MiniLM checkpoint, a tiny-space BERT and tiny SST-2 files."""
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from flax import nnx
 
+from configs import cost_table as cost_table_config
+from latency_loss import builder
+from latency_loss.backends import android
 from latency_loss.blocks import Block, arch_blocks, reference_arch, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable
@@ -79,7 +85,8 @@ def feasible_target_ms(table, space: SearchSpace, margin: float) -> float:
   """
   smallest = table.predict_ms(space.smallest_arch())
   middle = (smallest + table.predict_ms(space.largest_arch())) / 2
-  return max(middle, 1.05 * smallest / (1 - margin))
+  # 10 us: above zero even in a table of a tool that rounds every time to 0.01 ms.
+  return max(middle, 1.05 * smallest / (1 - margin), 0.01)
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +114,20 @@ def random_cost_table(space: SearchSpace, seed: int = 0, scale: float = 1.0) -> 
 def make_cost_table():
   """`random_cost_table`, for tests that need a synthetic table."""
   return random_cost_table
+
+
+@pytest.fixture(scope="session")
+def benchmark_tool_table(tmp_path_factory) -> pathlib.Path:
+  """A tiny-space table built through the phone path's script with runner `host`: every block
+  timed by LiteRT's benchmark_litert_model with its default random inputs, the logs ingested."""
+  workdir = tmp_path_factory.mktemp("benchmark_tool_table")
+  config = cost_table_config.get_config("runlocal,backend=android,runner=host")
+  builder.build_table(config, str(workdir))  # Exports the blocks and the script.
+  runtime = RuntimeSpec.from_config(config)
+  command = android.script_command(runtime, builder.protocol_from_config(config),
+                                   str(workdir / "android"), runner="host")
+  subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True,
+                 env={**os.environ, "PYTHON": sys.executable})
+  config.android_logs = str(workdir / "android" / "logs")
+  builder.build_table(config, str(workdir))
+  return workdir / builder.TABLE_NAME

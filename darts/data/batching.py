@@ -328,7 +328,16 @@ def eval_batches(
     (indices, batch): the example indices of the batch's real rows (to put predictions back in
     dataset order) and the batch, whose filler rows have weight 0.
   """
-  plan = epoch_plan(dataset, batch_size, bucket_lengths, seed=0, epoch=0, shuffle=False,
-                    drop_remainder=False)
-  for bucket_length, indices in plan:
+  for bucket_length, indices in _eval_plan(dataset, batch_size, bucket_lengths):
     yield indices, make_batch(dataset, bucket_length, indices, batch_size)
+
+
+def num_eval_batches(dataset: EncodedDataset, batch_size: int,
+                     bucket_lengths: Sequence[int]) -> int:
+  """How many batches `eval_batches` yields (for progress lines)."""
+  return len(_eval_plan(dataset, batch_size, bucket_lengths))
+
+
+def _eval_plan(dataset: EncodedDataset, batch_size: int, bucket_lengths: Sequence[int]):
+  return epoch_plan(dataset, batch_size, bucket_lengths, seed=0, epoch=0, shuffle=False,
+                    drop_remainder=False)

@@ -1,90 +1,57 @@
-"""The official GLUE metrics of each task, in numpy.
+"""The official GLUE metrics of each task, from the libraries GLUE's own evaluation uses.
 
-All values are fractions (accuracy 0.91, not 91). Degenerate inputs for which a correlation is
-undefined (a constant prediction or label vector) give 0.0 rather than NaN, the convention of
-sklearn's `matthews_corrcoef`: a model that predicts one class scores "no correlation", and model
-selection never has to compare NaNs.
+scikit-learn's `matthews_corrcoef` and `f1_score`, scipy's `pearsonr` and `spearmanr`; this module
+only maps tasks to them. All values are fractions (accuracy 0.91, not 91). Degenerate inputs for
+which a correlation is undefined (a constant prediction or label vector) give 0.0 rather than
+NaN, the convention of sklearn's `matthews_corrcoef`: a model that predicts one class scores "no
+correlation", and model selection never has to compare NaNs.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+from scipy import stats
+from sklearn import metrics as sk_metrics
 
 from darts.data import glue
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
   """Fraction of predictions equal to the labels."""
-  return float(np.mean(predictions == labels))
+  return float(sk_metrics.accuracy_score(labels, predictions))
 
 
 def f1_score(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
   """F1 of the `positive` class; 0.0 when there are no true or predicted positives at all."""
-  pred_pos = predictions == positive
-  true_pos = labels == positive
-  tp = np.sum(pred_pos & true_pos)
-  denominator = np.sum(pred_pos) + np.sum(true_pos)  # = 2tp + fp + fn
-  return float(2.0 * tp / denominator) if denominator else 0.0
+  return float(sk_metrics.f1_score(labels, predictions, pos_label=positive, average="binary",
+                                   labels=[positive], zero_division=0.0))
 
 
 def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
-  """Matthews correlation coefficient (multiclass form; equals the binary formula for 2 classes).
+  """Matthews correlation coefficient (multiclass form); 0.0 when undefined."""
+  return float(sk_metrics.matthews_corrcoef(labels, predictions))
 
-  Uses the confusion-matrix form R_K (Gorodkin 2004), as sklearn does; 0.0 when undefined.
-  """
-  classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-  n = len(labels)
-  y_true, y_pred = encoded[:n], encoded[n:]
-  k = len(classes)
-  confusion = np.zeros((k, k), dtype=np.float64)
-  np.add.at(confusion, (y_true, y_pred), 1.0)
-  true_counts = confusion.sum(axis=1)
-  pred_counts = confusion.sum(axis=0)
-  correct = np.trace(confusion)
-  total = confusion.sum()
-  cov_tp = correct * total - true_counts @ pred_counts
-  cov_pp = total * total - pred_counts @ pred_counts
-  cov_tt = total * total - true_counts @ true_counts
-  denominator = np.sqrt(cov_pp * cov_tt)
-  return float(cov_tp / denominator) if denominator > 0 else 0.0
+
+def _correlation(fn, x: np.ndarray, y: np.ndarray) -> float:
+  x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+  if np.ptp(x) == 0 or np.ptp(y) == 0:
+    return 0.0  # Undefined for a constant vector (scipy warns and returns NaN).
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", stats.ConstantInputWarning)
+    return float(np.clip(fn(x, y).statistic, -1.0, 1.0))
 
 
 def pearson_corr(x: np.ndarray, y: np.ndarray) -> float:
   """Pearson correlation; 0.0 when either vector is constant."""
-  x = np.asarray(x, dtype=np.float64)
-  y = np.asarray(y, dtype=np.float64)
-  # Center first: the textbook E[xy] - E[x]E[y] form loses precision for large offsets.
-  xc = x - x.mean()
-  yc = y - y.mean()
-  denominator = np.sqrt(np.sum(xc * xc) * np.sum(yc * yc))
-  if denominator == 0:
-    return 0.0
-  # Rounding can push |r| a hair above 1.
-  return float(np.clip(np.sum(xc * yc) / denominator, -1.0, 1.0))
-
-
-def rankdata_average(x: np.ndarray) -> np.ndarray:
-  """1-based ranks with ties given their average rank (scipy.stats.rankdata 'average')."""
-  x = np.asarray(x)
-  order = np.argsort(x, kind="stable")
-  sorted_x = x[order]
-  # Start index of each run of equal values in sorted order.
-  is_new = np.concatenate([[True], sorted_x[1:] != sorted_x[:-1]])
-  run_id = np.cumsum(is_new) - 1
-  run_starts = np.flatnonzero(is_new)
-  run_ends = np.concatenate([run_starts[1:], [len(x)]])
-  # Positions start..end-1 (0-based) have ranks start+1..end, whose mean is (start+1+end)/2.
-  run_rank = (run_starts + 1 + run_ends) / 2.0
-  ranks = np.empty(len(x), dtype=np.float64)
-  ranks[order] = run_rank[run_id]
-  return ranks
+  return _correlation(stats.pearsonr, x, y)
 
 
 def spearman_corr(x: np.ndarray, y: np.ndarray) -> float:
-  """Spearman rank correlation (Pearson of average-tie ranks); 0.0 when undefined."""
-  return pearson_corr(rankdata_average(x), rankdata_average(y))
+  """Spearman rank correlation (average ranks for ties); 0.0 when undefined."""
+  return _correlation(stats.spearmanr, x, y)
 
 
 def _classification(names: tuple[str, ...]) -> Callable[[np.ndarray, np.ndarray],

@@ -26,7 +26,8 @@ from flax import nnx
 
 from darts.data import batching, glue
 from darts.nas import bilevel_step, discretize, relaxation
-from darts.training import checkpoints, finetune, inference, loop, losses, sharding, teacher
+from darts.training import (checkpoints, finetune, inference, loop, losses, progress, sharding,
+                            teacher)
 from latency_loss import table as table_lib
 from latency_loss.runtime import RuntimeSpec
 from models import checkpoint, files, search_space, supernet
@@ -122,7 +123,11 @@ def unit_importance(graphdef: nnx.GraphDef, params: nnx.State, space: search_spa
   total = jax.tree.map(np.zeros_like, ones)
   batches = batching.eval_batches(dataset, config.data.batch_size,
                                   tuple(config.data.bucket_lengths))
-  for _, (_, batch) in zip(range(config.search.importance_batches), batches):
+  num = min(config.search.importance_batches,
+            batching.num_eval_batches(dataset, config.data.batch_size,
+                                      tuple(config.data.bucket_lengths)))
+  for _, batch in progress.logged((b for _, b in zip(range(num), batches)), num,
+                                  "Unit importance (heads and FFN units, gradient batches)"):
     grads = grad(ones, params, sharding.shard_batch(batch, mesh))
     total = jax.tree.map(lambda t, g: t + np.abs(np.asarray(g)), total, grads)
   return total
@@ -178,9 +183,10 @@ def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   buckets = tuple(config.data.bucket_lengths)
   if config.distill.weight:
     predict = inference.make_predict(graphdef, mesh)
-    for part in (data.train, data.held_out):
+    for name, part in (("train", data.train), ("held-out", data.held_out)):
       part.extras["teacher_logits"] = inference.dataset_logits(
-          predict, params, part, config.data.eval_batch_size, buckets, mesh)
+          predict, params, part, config.data.eval_batch_size, buckets, mesh,
+          what=f"Teacher logits ({len(part)} {name} examples)")
 
   steps_per_epoch = batching.num_batches_per_epoch(data.train, config.data.batch_size, buckets)
   total_steps = (config.optim.num_train_steps
@@ -281,7 +287,8 @@ def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, toke
       "base_predicted_ms": table.predict_ms(space.largest_arch()),
       "table": str(pathlib.Path(config.latency.table).absolute()),
       "table_sha256": files.file_sha256(config.latency.table),
-      "runtime": RuntimeSpec.from_config(config.latency).to_dict(), "space": json.loads(space.to_json()),
+      "runtime": RuntimeSpec.from_config(config.latency).to_dict(),
+      "space": json.loads(space.to_json()),
       "task": data.task.name, "teacher": str(checkpoint.resolve_model_dir(config.teacher)),
       "subnet": str((workdir / SUBNET_DIR).absolute()), "search_steps": total_steps,
       "probabilities": {k: v.tolist() for k, v in probs.items()},

@@ -121,11 +121,10 @@ def add_teacher_logits(config: ml_collections.ConfigDict, data: TaskData,
   """Stores the teacher's logits of every train example in the batches' `teacher_logits`."""
   model = teacher.load_teacher(config.distill.teacher, data.task.name, data.task.num_labels)
   graphdef, params = nnx.split(model, nnx.Param)
-  logging.info("Computing the logits of teacher %s on %d train examples.",
-               config.distill.teacher, len(data.train))
   data.train.extras["teacher_logits"] = inference.dataset_logits(
       inference.make_predict(graphdef, mesh), jax.device_put(params, sharding.replicated(mesh)),
-      data.train, config.data.eval_batch_size, tuple(config.data.bucket_lengths), mesh)
+      data.train, config.data.eval_batch_size, tuple(config.data.bucket_lengths), mesh,
+      what=f"Teacher logits ({config.distill.teacher}, {len(data.train)} train examples)")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 from darts.data import batching
-from darts.training import sharding
+from darts.training import progress, sharding
 
 
 def make_predict(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh
@@ -26,10 +26,19 @@ def make_predict(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh
 
 def dataset_logits(predict: Callable[[nnx.State, dict], jax.Array], params: nnx.State,
                    dataset: batching.EncodedDataset, batch_size: int,
-                   bucket_lengths: tuple[int, ...], mesh: jax.sharding.Mesh) -> np.ndarray:
-  """Logits [N, num_labels] of every example of `dataset`, in dataset order."""
+                   bucket_lengths: tuple[int, ...], mesh: jax.sharding.Mesh,
+                   what: str = "") -> np.ndarray:
+  """Logits [N, num_labels] of every example of `dataset`, in dataset order.
+
+  With `what`, logs progress (batches done, ETA) under that name: for passes long enough to
+  look hung, such as the teacher's logits of a whole train split.
+  """
   logits = None
-  for indices, batch in batching.eval_batches(dataset, batch_size, bucket_lengths):
+  batches = batching.eval_batches(dataset, batch_size, bucket_lengths)
+  if what:
+    batches = progress.logged(
+        batches, batching.num_eval_batches(dataset, batch_size, bucket_lengths), what)
+  for indices, batch in batches:
     out = np.asarray(predict(params, sharding.shard_batch(batch, mesh)))
     if logits is None:
       logits = np.zeros((len(dataset), out.shape[-1]), np.float32)

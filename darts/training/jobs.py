@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging as std_logging
 
 import jax
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
+
+from models import native_logs
 
 
 def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
@@ -25,8 +27,17 @@ def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, fla
 def start_job(multihost: bool) -> None:
   """Common start of a job's main: readable logs, and the distributed runtime when asked."""
   quiet_library_logs()
+  native_logs.collect_warnings()
   if multihost:
     jax.distributed.initialize()
+
+
+def finish_job() -> None:
+  """Common end of a job's main: repeats its warnings, where the user looks last."""
+  collected = native_logs.warning_summary()
+  if collected:
+    logging.warning("This job logged %d warning(s):\n%s", len(collected),
+                    "\n".join(f"  - {message}" for message in collected))
 
 
 class _DropChattyLibraries(std_logging.Filter):

@@ -8,6 +8,7 @@ throughput, and the checkpoint cadence. What a step does is the caller's `step_f
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Generic, Sequence, TypeVar
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tensorboardX
+from absl import logging
 
 from darts.training import checkpoints
 from darts.training.progress import ProgressLogger
@@ -56,9 +58,15 @@ def run(state: State, step_fn: StepFn, *, start_step: int, total_steps: int, cad
   """
   progress = ProgressLogger(writer, start_step, total_steps)
   examples_since_log = 0.0
+  if start_step < total_steps:
+    logging.info("Compiling the step (XLA): the first step takes longer.")
   for step in range(start_step + 1, total_steps + 1):
     state, step_metrics, examples = step_fn(state, step)
     examples_since_log += examples
+    if step == start_step + 1:
+      jax.block_until_ready(state)
+      logging.info("First step done (compilation included) after %.1f s.",
+                   time.perf_counter() - progress.start_time)
     if step % cadence.log_every_steps == 0 or step == total_steps:
       step_metrics = jax.device_get(step_metrics)
       if not all(np.isfinite(v) for v in step_metrics.values()):

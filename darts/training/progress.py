@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import tensorboardX
 from absl import logging
+
+T = TypeVar("T")
+# A progress line at most this often: a user can tell a slow machine from a hung one, and a long
+# run's log stays a few screens long.
+LOG_EVERY_SECONDS = 30.0
 
 
 def _format_duration(seconds: float) -> str:
@@ -22,9 +27,12 @@ class ProgressLogger:
 
   SHOWN = ("loss", "expected_latency_ms", "entropy", "temperature")
 
-  def __init__(self, writer: tensorboardX.SummaryWriter, start_step: int, total_steps: int):
+  def __init__(self, writer: tensorboardX.SummaryWriter, start_step: int, total_steps: int,
+               every_seconds: float = LOG_EVERY_SECONDS):
     self.writer, self.total_steps = writer, total_steps
+    self.every_seconds = every_seconds
     self.start_time = self.window_time = time.perf_counter()
+    self.printed_time: float | None = None  # When the last progress line was printed.
     self.window_step = start_step
     self.window_examples = 0.0
     self.train_time = 0.0
@@ -39,12 +47,17 @@ class ProgressLogger:
     steps = step - self.window_step
     examples_per_sec = self.window_examples / elapsed
     eta = (self.total_steps - step) * elapsed / steps
-    shown = " ".join(f"{name} {step_metrics[name]:.4g}" for name in self.SHOWN
-                     if name in step_metrics)
-    logging.info("step %d/%d (%.1f%%) %s lr %.2e | %.1f examples/s | elapsed %s, ETA %s",
-                 step, self.total_steps, 100 * step / self.total_steps, shown, lr,
-                 examples_per_sec, _format_duration(now - self.start_time),
-                 _format_duration(eta))
+    # Every update goes to TensorBoard; a line is printed every `every_seconds`, and for the
+    # first and last updates.
+    if (self.printed_time is None or now - self.printed_time >= self.every_seconds
+        or step == self.total_steps):
+      self.printed_time = now
+      shown = " ".join(f"{name} {step_metrics[name]:.4g}" for name in self.SHOWN
+                       if name in step_metrics)
+      logging.info("step %d/%d (%.1f%%) %s lr %.2e | %.1f examples/s | elapsed %s, ETA %s",
+                   step, self.total_steps, 100 * step / self.total_steps, shown, lr,
+                   examples_per_sec, _format_duration(now - self.start_time),
+                   _format_duration(eta))
     for name, value in {**step_metrics, "lr": lr, "examples_per_sec": examples_per_sec}.items():
       self.writer.add_scalar(f"train/{name}", value, step)
     self.train_time += elapsed
@@ -59,3 +72,21 @@ class ProgressLogger:
     start = time.perf_counter()
     yield
     self.window_time += time.perf_counter() - start
+
+
+def logged(items: Iterable[T], total: int, what: str,
+           every_seconds: float = LOG_EVERY_SECONDS) -> Iterator[T]:
+  """Yields `items`, logging "`what`: i/total, elapsed, ETA" every `every_seconds` and at the end.
+
+  For phases with no step loop of their own: teacher logits, importance, conversions.
+  """
+  start = last = time.perf_counter()
+  logging.info("%s: %d to do.", what, total)
+  for done, item in enumerate(items, 1):
+    yield item
+    now = time.perf_counter()
+    if now - last >= every_seconds or done == total:
+      last = now
+      logging.info("%s: %d/%d (%.0f%%), elapsed %s, ETA %s", what, done, total,
+                   100 * done / max(total, 1), _format_duration(now - start),
+                   _format_duration((now - start) / done * (total - done)))

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
 
-from latency_loss.blocks import reference_arch, Block
+from latency_loss.blocks import Block, reference_arch
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.timing import time_interleaved, Stats, TimingProtocol
+from latency_loss.timing import Stats, TimingProtocol, time_interleaved
 from models import tf_bert
 from models.search_space import Arch, SearchSpace
 

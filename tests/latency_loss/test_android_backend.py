@@ -64,6 +64,23 @@ def test_export_then_ingest_builds_table(tmp_path):
 
 
 def test_script_command_maps_runtime():
-  command = android.script_command(RuntimeSpec(backend="android", threads=4, xnnpack=False,
-                                               delegate="gpu"), TimingProtocol(5, 50), "/d")
-  assert command.endswith("/d/models /d/logs 4 false true 50 5")
+  runtime = RuntimeSpec(backend="android", threads=4, xnnpack=False, delegate="gpu")
+  command = android.script_command(runtime, TimingProtocol(5, 50), "/d")
+  assert command.startswith("/d/") and command.endswith("/d/models /d/logs 4 false true 50 5")
+  host = android.script_command(runtime, TimingProtocol(5, 50), "/d", runner="host")
+  assert host.startswith("BENCHMARK_RUNNER=host /d/")
+  with pytest.raises(ValueError, match="runner 'usb'"):
+    android.script_command(runtime, TimingProtocol(5, 50), "/d", runner="usb")
+
+
+def test_the_phone_path_on_this_host_builds_a_valid_table(benchmark_tool_table):
+  # Real benchmark_litert_model runs with its default random inputs (int32 in -128..127), not a
+  # recorded log: every block ran (the graphs clamp their lookup indices) and was ingested.
+  table = load_table(str(benchmark_tool_table), expect=RuntimeSpec(backend="android"))
+  assert table.missing() == [] and table.protocol["statistic"] == "median"
+  assert table.host["device"] == android.RUNNERS["host"]
+  assert {e["tool"] for e in table.entries.values()} == {"benchmark_litert_model"}
+  assert all(e["runs"] == 5 and e["ms"] >= 0 for e in table.entries.values())
+  logs = benchmark_tool_table.parent / "android" / "logs"
+  assert sorted(p.stem for p in logs.glob("*.log")) == sorted(
+      json.loads((logs.parent / android.MANIFEST).read_text()))

@@ -1,6 +1,10 @@
 """The runlocal table build end to end (real LiteRT timings of a tiny space), and resuming."""
 
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +14,8 @@ from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import load_table
 from models.search_space import get_space
+
+REPO = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +83,23 @@ def test_tables_record_the_cpu_and_another_cpu_is_named(tmp_path, config):
   other = {**table.host, "cpu_identity": {**table.host["cpu_identity"], "simd": ["avx2"]}}
   assert "measured on another CPU: simd ['avx2'] (table)" in host.other_cpu(other)
   assert "does not record its CPU" in host.other_cpu({"cpu_model": "AMD EPYC"})
+
+
+def _build_table_log(workdir, *flags) -> str:
+  # As from a user's shell: this test process imported jax, which sets TF_CPP_MIN_LOG_LEVEL=1.
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = subprocess.run(
+      [sys.executable, "-m", "latency_loss.build_table", "--config=configs/cost_table.py:runlocal",
+       f"--workdir={workdir}", *flags], cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout + result.stderr
+
+
+def test_the_default_log_has_progress_but_no_converter_chatter(tmp_path):
+  # 21 TFLite conversions: TensorFlow's C++ logs two warnings for each unless kept quiet.
+  quiet = _build_table_log(tmp_path / "quiet")
+  assert "[21/21]" in quiet and "Table complete" in quiet
+  assert "Ignored output_format" not in quiet and "drop_control_dependency" not in quiet
+  # --verbosity asks for TensorFlow's own lines back.
+  assert "Ignored output_format" in _build_table_log(tmp_path / "verbose", "--verbosity=1")

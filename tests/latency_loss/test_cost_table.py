@@ -116,3 +116,13 @@ def test_malformed_files_raise(tmp_path):
   (tmp_path / "v.json").write_text(json.dumps(d))
   with pytest.raises(ValueError, match="format_version 99"):
     load_table(tmp_path / "v.json")
+
+
+def test_a_block_timed_faster_than_its_null_block_costs_zero():
+  table = full_table()
+  block = Block("layer", 64, 2, 128)
+  table.entries[block.key]["ms"] = table.entries[block.as_null().key]["ms"] / 2  # Noise.
+  assert table.cost_ms(block) == 0.0
+  assert table.negative_net_blocks() == [block.key]
+  arch = Arch(2, 64, (2, 2), (128, 128))
+  assert table.predict_ms(arch) >= table.overhead_ms()

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from latency_loss.timing import (Stats, TimingProtocol, cpu_seconds, time_callable,
-                                  time_interleaved)
+from latency_loss import timing
+from latency_loss.timing import Stats, TimingProtocol, cpu_seconds, time_callable, time_interleaved
 
 NO_RETRIES = {"max_other_load": float("inf")}  # Other load on the test machine must not matter.
 
@@ -78,3 +78,12 @@ def test_interleaving_keeps_ratios_when_the_machine_changes_speed():
   model = _machine_that_speeds_up(slow_calls=40)
   a, b = time_callable(model(2.0), protocol), time_callable(model(4.0), protocol)
   assert b.median_ms / a.median_ms < 1.0
+
+
+def test_windows_too_short_for_cpu_accounting_report_no_load(monkeypatch):
+  # /proc counts 10 ms ticks: one tick of another process over a millisecond reads as 10 cores.
+  readings = iter([(100.00, 5.0), (100.01, 5.0)])
+  monkeypatch.setattr(timing, "cpu_seconds", lambda: next(readings))
+  stats = time_callable(lambda: None, TimingProtocol(warmup=0, runs=5, min_seconds=0.0,
+                                                     max_other_load=0.25, retries=0))
+  assert stats.other_load == 0.0

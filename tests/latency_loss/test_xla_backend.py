@@ -10,7 +10,7 @@ from latency_loss.backends import xla
 from latency_loss.blocks import Block
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
-from models.search_space import get_space, Arch
+from models.search_space import Arch, get_space
 
 
 def test_runlocal_xla_table(tmp_path):

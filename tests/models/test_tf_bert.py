@@ -8,7 +8,7 @@ from scipy.special import erf
 
 from ai_edge_litert.interpreter import Interpreter
 from models import tf_bert
-from models.search_space import get_space, Arch
+from models.search_space import Arch, get_space
 
 SPACE = get_space("tiny")
 ARCH = Arch(2, 64, (2, 1), (128, 64))
@@ -100,10 +100,11 @@ def test_tflite_fp32_matches_tf(module, inputs):
                              atol=1e-4)
 
 
-# One TFLite op per graph op we write (GELU stays one op); anything else is a surprise.
-EXPECTED_OPS = {"ADD", "BATCH_MATMUL", "FULLY_CONNECTED", "GATHER", "GELU", "MEAN", "MUL",
-                "RESHAPE", "RSQRT", "SOFTMAX", "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE",
-                "DEQUANTIZE"}
+# One TFLite op per graph op we write (GELU stays one op; MAXIMUM and MINIMUM clamp lookup
+# indices into range); anything else is a surprise.
+EXPECTED_OPS = {"ADD", "BATCH_MATMUL", "FULLY_CONNECTED", "GATHER", "GELU", "MAXIMUM", "MEAN",
+                "MINIMUM", "MUL", "RESHAPE", "RSQRT", "SOFTMAX", "STRIDED_SLICE", "SUB", "TANH",
+                "TRANSPOSE", "DEQUANTIZE"}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

@@ -1,4 +1,5 @@
-"""Tests of darts.data.metrics against scipy and hand-computed values."""
+"""Tests of darts.data.metrics: hand-computed values, scipy, and the values of the hand-written
+metrics they replaced."""
 
 import numpy as np
 import pytest
@@ -7,13 +8,26 @@ import scipy.stats
 from darts.data import glue, metrics
 
 
-def test_rankdata_matches_scipy_with_ties():
-  rng = np.random.default_rng(0)
-  for _ in range(20):
-    x = rng.integers(0, 6, size=int(rng.integers(1, 40))).astype(np.float64)
-    np.testing.assert_allclose(metrics.rankdata_average(x),
-                               scipy.stats.rankdata(x, method="average"))
-  np.testing.assert_allclose(metrics.rankdata_average([10, 20, 20, 5]), [2, 3.5, 3.5, 1])
+def test_same_values_as_the_hand_written_metrics_they_replace():
+  # Values of canao's own numpy metrics (before scikit-learn/scipy) on the same predictions.
+  rng = np.random.default_rng(7)
+  labels = rng.integers(0, 2, size=50)
+  predictions = np.where(rng.uniform(size=50) < 0.8, labels, 1 - labels)
+  assert metrics.compute_metrics("cola", predictions, labels) == {
+      "mcc": pytest.approx(0.6370302645726269, abs=1e-12)}
+  assert metrics.compute_metrics("mrpc", predictions, labels) == {
+      "f1": pytest.approx(0.8363636363636363, abs=1e-12), "accuracy": pytest.approx(0.82),
+      "accuracy_f1_mean": pytest.approx(0.8281818181818181, abs=1e-12)}
+  scores = np.round(rng.uniform(0, 5, size=50) * 5) / 5
+  predicted = scores + rng.normal(0, 1, size=50)
+  predicted[:10] = 2.0
+  assert metrics.compute_metrics("stsb", predicted, scores) == {
+      "pearson": pytest.approx(0.7523402853871367, abs=1e-12),
+      "spearman": pytest.approx(0.7328931207622342, abs=1e-12),
+      "pearson_spearman_mean": pytest.approx(0.7426167030746855, abs=1e-12)}
+  three = rng.integers(0, 3, size=50)
+  guesses = np.where(rng.uniform(size=50) < 0.6, three, rng.integers(0, 3, size=50))
+  assert metrics.matthews_corrcoef(guesses, three) == pytest.approx(0.662169791424277, abs=1e-12)
 
 
 def test_stsb_matches_scipy():

@@ -146,3 +146,16 @@ def test_killed_search_resumes_to_the_same_arch(setup, searched, tmp_path):
   steps = [json.loads(line)["step"] for line in
            (workdir / architecture_search.HISTORY_FILE).read_text().splitlines()]
   assert steps == [2, 4, 6, 8]
+
+
+def test_search_with_a_table_from_the_benchmark_tool(runlocal_config, benchmark_tool_table,
+                                                     middle_target_ms, tmp_path):
+  # The phone path's table (timed by benchmark_litert_model through the script) drives a search.
+  config = runlocal_config()
+  table = architecture_search.table_lib.load_table(str(benchmark_tool_table))
+  config.latency.update(table=str(benchmark_tool_table), **table.runtime.to_dict())
+  config.latency.target_ms = middle_target_ms(
+      table, architecture_search.search_space_for(config), config.latency.margin)
+  summary = architecture_search.search(config, str(tmp_path))
+  assert summary["runtime"]["backend"] == "android"
+  assert summary["predicted_ms"] <= summary["budget_ms"] + 1e-9
