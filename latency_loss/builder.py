@@ -46,18 +46,29 @@ def open_table(path: str, space: SearchSpace, runtime: RuntimeSpec,
                    protocol=dataclasses.asdict(protocol))
 
 
-def measure_missing(table: CostTable, backend: LatencyBackend, path: str) -> CostTable:
-  """Measures every block the table lacks, saving after each; logs count/total and ETA."""
+def measure_missing(table: CostTable, backend: LatencyBackend, path: str,
+                    log_every_seconds: float = 30.0) -> CostTable:
+  """Measures every block the table lacks, saving after each.
+
+  Logs count/total and ETA every `log_every_seconds` and for the first and last blocks; every
+  block's own line at --verbosity=1.
+  """
   todo = [b for b in space_blocks(table.space) if b.key not in table.entries]
   total, start = len(space_blocks(table.space)), time.time()
+  logged = None
   for done, block in enumerate(todo, 1):
     stats = backend.measure_block(block)
     table.add(block, stats)
     table.save(path)
-    elapsed = time.time() - start
-    logging.info("[%d/%d] %-28s %8.3f ms (IQR %.3f)  elapsed %.0fs ETA %.0fs",
-                 total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
-                 elapsed, elapsed / done * (len(todo) - done))
+    now = time.time()
+    line = ("[%d/%d] %-28s %8.3f ms (IQR %.3f)  elapsed %.0fs ETA %.0fs",
+            total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
+            now - start, (now - start) / done * (len(todo) - done))
+    if logged is None or now - logged >= log_every_seconds or done == len(todo):
+      logged = now
+      logging.info(*line)
+    else:
+      logging.debug(*line)
   return table
 
 

@@ -100,6 +100,7 @@ def test_the_default_log_has_progress_but_no_converter_chatter(tmp_path):
   # 21 TFLite conversions: TensorFlow's C++ logs two warnings for each unless kept quiet.
   quiet = _build_table_log(tmp_path / "quiet")
   assert "[21/21]" in quiet and "Table complete" in quiet
+  assert quiet.count("/21] ") < 21  # A progress line every ~30 s, not one per block.
   assert "Ignored output_format" not in quiet and "drop_control_dependency" not in quiet
   # --verbosity asks for TensorFlow's own lines back.
   assert "Ignored output_format" in _build_table_log(tmp_path / "verbose", "--verbosity=1")
