@@ -31,7 +31,7 @@ from darts import layout as layout_lib, report
 from darts.nas import architecture_search
 from darts.training import finetune
 from export import exporter
-from latency_loss import builder, host, table as table_lib
+from latency_loss import builder, fidelity, host, table as table_lib
 from latency_loss.backends import base as backends
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
@@ -285,7 +285,6 @@ def measure_fidelity(table: table_lib.CostTable, num_archs: int,
   """Predicted vs measured whole-model latency of random archs, now, on this host."""
   if table.runtime.backend == "android" or not num_archs:
     return None
-  from latency_loss import fidelity  # Plotting and the backends: loaded on demand.
   return fidelity.validate(table, num_archs, seed)["records"]
 
 

@@ -32,16 +32,15 @@ def _verbosity(argv: Sequence[str]) -> int:
   return 0
 
 
-def quiet_native_logs(argv: Sequence[str] | None = None) -> bool:
+def quiet_native_logs(argv: Sequence[str] | None = None) -> None:
   """Silences TensorFlow's C++ INFO and WARNING lines unless `--verbosity` >= 1 asks for them
-  (an explicit TF_CPP_MIN_LOG_LEVEL wins). Returns whether they are silenced."""
+  (an explicit TF_CPP_MIN_LOG_LEVEL wins)."""
   if _verbosity(sys.argv if argv is None else argv) >= 1:
-    return False
+    return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # TF's own calibrator still builds the deprecated tf.lite.Interpreter; we use LiteRT's.
   warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
                           category=UserWarning)
-  return os.environ["TF_CPP_MIN_LOG_LEVEL"] >= "2"
 
 
 class _Collector(logging.Handler):

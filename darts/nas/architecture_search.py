@@ -11,6 +11,7 @@ the search finished.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import pathlib
 from typing import Any
@@ -126,7 +127,7 @@ def unit_importance(graphdef: nnx.GraphDef, params: nnx.State, space: search_spa
   num = min(config.search.importance_batches,
             batching.num_eval_batches(dataset, config.data.batch_size,
                                       tuple(config.data.bucket_lengths)))
-  for _, batch in progress.logged((b for _, b in zip(range(num), batches)), num,
+  for _, batch in progress.logged(itertools.islice(batches, num), num,
                                   "Unit importance (heads and FFN units, gradient batches)"):
     grads = grad(ones, params, sharding.shard_batch(batch, mesh))
     total = jax.tree.map(lambda t, g: t + np.abs(np.asarray(g)), total, grads)

@@ -15,7 +15,7 @@ from configs import (cost_table as cost_table_config, finetune as finetune_confi
                      retrain as retrain_config, search as search_config)
 from darts.nas import architecture_search
 from darts.training import finetune
-from latency_loss import builder
+from latency_loss import builder, table as table_lib
 from models import checkpoint, search_space
 
 REPO = pathlib.Path(__file__).parents[3]
@@ -41,7 +41,7 @@ def runlocal_config(setup, middle_target_ms):
     config.teacher = str(setup / "teacher" / "model")
     config.data.glue_dir = str(setup / "glue")
     config.latency.table = str(setup / "table" / builder.TABLE_NAME)
-    table = architecture_search.table_lib.load_table(config.latency.table)
+    table = table_lib.load_table(config.latency.table)
     config.latency.threads = table.runtime.threads
     config.latency.target_ms = latency.pop("target_ms", None) or middle_target_ms(
         table, architecture_search.search_space_for(config), config.latency.margin)
@@ -152,7 +152,7 @@ def test_search_with_a_table_from_the_benchmark_tool(runlocal_config, benchmark_
                                                      middle_target_ms, tmp_path):
   # The phone path's table (timed by benchmark_litert_model through the script) drives a search.
   config = runlocal_config()
-  table = architecture_search.table_lib.load_table(str(benchmark_tool_table))
+  table = table_lib.load_table(str(benchmark_tool_table))
   config.latency.update(table=str(benchmark_tool_table), **table.runtime.to_dict())
   config.latency.target_ms = middle_target_ms(
       table, architecture_search.search_space_for(config), config.latency.margin)
