@@ -15,15 +15,16 @@ from absl import app
 
 from darts import stages
 from darts.training import jobs
+from models import workdirs
 
-_CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Pipeline")
+_FLAGS = jobs.define_job_flags("Pipeline")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  jobs.start_job(_MULTIHOST.value)
-  layout = stages.run(_CONFIG.value, _WORKDIR.value)
+  jobs.start_job(_FLAGS.multihost.value)
+  layout = stages.run(_FLAGS.config.value, _FLAGS.run_dir())
   print(f"Report: {layout.report_file}")
   if layout.export_report_file.exists():
     print(f"TFLite models: {layout.export_dir}")
@@ -31,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(workdirs.with_clear_errors(main))

@@ -17,19 +17,20 @@ from absl import app
 
 from darts.nas import architecture_search
 from darts.training import jobs
+from models import workdirs
 
-_CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Search")
+_FLAGS = jobs.define_job_flags("Search")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  jobs.start_job(_MULTIHOST.value)
-  summary = architecture_search.search(_CONFIG.value, _WORKDIR.value)
+  jobs.start_job(_FLAGS.multihost.value)
+  summary = architecture_search.search(_FLAGS.config.value, _FLAGS.run_dir())
   print(f"arch {summary['arch']}: {summary['predicted_ms']:.2f} ms predicted "
         f"(target {summary['target_ms']:.2f} ms)")
   jobs.finish_job()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(workdirs.with_clear_errors(main))

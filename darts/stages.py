@@ -29,13 +29,13 @@ from absl import logging
 from configs import retrain as retrain_config
 from darts import layout as layout_lib, report
 from darts.nas import architecture_search
-from darts.training import finetune
+from darts.training import checkpoints, finetune, loop
 from export import exporter
 from latency_loss import builder, fidelity, host, table as table_lib
 from latency_loss.backends import base as backends
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
-from models import files
+from models import files, workdirs
 from models.search_space import Arch
 
 STAGES = ("table", "teacher", "target", "search", "retrain", "export", "measure", "report")
@@ -95,6 +95,49 @@ class Pipeline:
       config.data.glue_dir = self.config.glue_dir
     return config
 
+  # ----------------------------------------------------------------- what each stage is
+
+  def stage_fields(self) -> dict[str, dict[str, Any]]:
+    """The config values that define each stage's result (its part of the run manifest).
+
+    Left out: the stage list, logging and checkpoint cadence, and glue_dir (the jobs inside
+    hash their data).
+    """
+    c = self.config
+    cadence = lambda prefix: tuple(f"{prefix}.{key}" for key in loop.CADENCE_KEYS)
+    fields = workdirs.config_fields
+    return {
+        "table": fields({"table": c.table, "latency_table": c.latency_table}),
+        "teacher": fields({"teacher": c.teacher, "base_checkpoint": c.base_checkpoint,
+                           "teacher_model": c.teacher_model}, exclude=cadence("teacher")),
+        "target": fields({"latency": {"target_fraction": c.latency.target_fraction,
+                                      "target_ms": c.latency.target_ms}}),
+        "search": fields({"search": c.search}, exclude=cadence("search")),
+        "retrain": fields({"retrain": c.retrain, "runlocal": c.runlocal},
+                          exclude=cadence("retrain")),
+        "export": fields({"export": c.export}),
+        "measure": fields({"measure": c.measure}),
+        "report": fields({"report_baselines": c.report_baselines}),
+    }
+
+  def has_results(self, stage: str) -> bool:
+    """Whether `stage` has left results (or checkpoints) in the workdir. The report has none:
+    it is always rewritten from the others."""
+    layout = self.layout
+    return {
+        "table": lambda: layout.table_file.exists(),
+        "teacher": lambda: (layout_lib.eval_file(layout.teacher_model_dir).exists()
+                            or checkpoints.has_checkpoints(layout.teacher_dir)),
+        "target": lambda: layout.target_file.exists(),
+        "search": lambda: (layout.arch_file.exists()
+                           or checkpoints.has_checkpoints(layout.search_dir)),
+        "retrain": lambda: (layout.retrain_eval_file.exists()
+                            or checkpoints.has_checkpoints(layout.retrain_dir)),
+        "export": lambda: layout.export_report_file.exists(),
+        "measure": lambda: layout.latency_file.exists(),
+        "report": lambda: False,
+    }[stage]()
+
   # ------------------------------------------------------------------------------ stages
 
   def table(self) -> None:
@@ -121,6 +164,18 @@ class Pipeline:
     config.model.checkpoint = self.config.base_checkpoint
     finetune.train_and_evaluate(config, str(self.layout.teacher_dir))
 
+  def check_target_table(self) -> None:
+    """A target set on one table is not reused with another (a rebuilt or replaced table)."""
+    if not (self.layout.target_file.exists() and self.table_path.exists()):
+      return
+    recorded = json.loads(self.layout.target_file.read_text())["table_sha256"]
+    if recorded != files.file_sha256(self.table_path):
+      raise workdirs.WorkdirMismatchError(
+          f"{self.layout.target_file} holds a target set on another cost table (sha256 "
+          f"{recorded[:12]}...) than {self.table_path} (sha256 "
+          f"{files.file_sha256(self.table_path)[:12]}...); the search and everything after it "
+          f"were made for that target. Use another --workdir, or --new_run.")
+
   def target(self) -> None:
     """Sets the latency target in the table's own units, and checks the table on this host.
 
@@ -128,17 +183,18 @@ class Pipeline:
     the search, the discretization budget and the target compare table predictions, so a table
     that is uniformly slower or faster than this host gives the same architecture, and timing
     noise never moves the target. The base is also measured now (interleaved speed-ups and the
-    table check use it; a phone's table: not on this host).
+    table check use it; a phone's table: not on this host). A target once set is the truth of
+    the workdir: it is reused as it is, never re-timed (`run` refuses another fraction).
     """
+    self.check_target_table()
+    if self.layout.target_file.exists():
+      done = json.loads(self.layout.target_file.read_text())
+      logging.info("Latency target %.2f ms (%s).", done["target_ms"], self.layout.target_file)
+      return
     table = self.load_table()
     wanted = {"target_fraction": self.config.latency.target_fraction,
               "target_ms_override": self.config.latency.target_ms,
               "table_sha256": files.file_sha256(self.table_path)}
-    if self.layout.target_file.exists():
-      done = json.loads(self.layout.target_file.read_text())
-      if {k: done.get(k) for k in wanted} == wanted:
-        logging.info("Latency target %.2f ms (%s).", done["target_ms"], self.layout.target_file)
-        return
     base = table.space.largest_arch()
     base_predicted_ms = table.predict_ms(base)
     base_ms = measure_arch_ms(table, base)
@@ -167,12 +223,6 @@ class Pipeline:
   def search(self) -> None:
     """The latency-constrained search (resumes; skipped once arch.json exists)."""
     target_ms = _read_json(self.layout.target_file, "target")["target_ms"]
-    if self.layout.arch_file.exists():
-      done = json.loads(self.layout.arch_file.read_text())
-      if abs(done["target_ms"] - target_ms) > 1e-6:
-        raise ValueError(f"{self.layout.arch_file} is a search for {done['target_ms']:.2f} ms, "
-                         f"but the target is now {target_ms:.2f} ms: use another --workdir, or "
-                         f"delete {self.layout.search_dir} and what was derived from it.")
     config = self._with_glue_dir(self.config.search)
     config.teacher = str(_require(self.teacher_model, "teacher"))
     runtime = self.load_table().runtime
@@ -290,11 +340,24 @@ def measure_fidelity(table: table_lib.CostTable, num_archs: int,
 
 def run(config: ml_collections.ConfigDict, workdir: str,
         stages: Sequence[str] | None = None) -> layout_lib.Layout:
-  """Runs `stages` (default: config.stages) in order; returns where the outputs are."""
+  """Runs `stages` (default: config.stages) in order; returns where the outputs are.
+
+  Raises:
+    models.workdirs.WorkdirMismatchError: a stage with results in `workdir` was run with other
+      config values (all are listed), or the target was set on another table; before anything
+      is written.
+    models.workdirs.WorkdirBusyError: another job is using `workdir`.
+  """
   pipeline = Pipeline(config, workdir)
   stages = parse_stages(config.stages) if stages is None else parse_stages(",".join(stages))
-  for index, stage in enumerate(stages, 1):
-    logging.info("=== Stage %d/%d: %s", index, len(stages), stage)
-    step: Callable[[], None] = getattr(pipeline, stage)
-    step()
+  root = pipeline.layout.root
+  with workdirs.locked(root):
+    fields = pipeline.stage_fields()
+    workdirs.check_parts(root, "pipeline", fields, pipeline.has_results)
+    pipeline.check_target_table()
+    for index, stage in enumerate(stages, 1):
+      logging.info("=== Stage %d/%d: %s", index, len(stages), stage)
+      workdirs.record_part(root, "pipeline", stage, fields[stage])
+      step: Callable[[], None] = getattr(pipeline, stage)
+      step()
   return pipeline.layout

@@ -13,19 +13,20 @@ native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it 
 from absl import app
 
 from darts.training import finetune, jobs
+from models import workdirs
 
-_CONFIG, _WORKDIR, _MULTIHOST = jobs.define_job_flags("Training")
+_FLAGS = jobs.define_job_flags("Training")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  jobs.start_job(_MULTIHOST.value)
-  summary = finetune.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  jobs.start_job(_FLAGS.multihost.value)
+  summary = finetune.train_and_evaluate(_FLAGS.config.value, _FLAGS.run_dir())
   metric = summary["main_metric"]
   print(f"{summary['task']} {summary['split']} {metric}: {summary['metrics'][metric]:.4f}")
   jobs.finish_job()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(workdirs.with_clear_errors(main))

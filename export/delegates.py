@@ -86,14 +86,8 @@ def check_runtime(runtime: RuntimeSpec) -> None:
   Raises:
     ValueError: naming the library and the loader's reason.
   """
-  if not runtime.delegate:
-    return
-  try:
-    litert.load_delegate(runtime.delegate, dict(runtime.delegate_options))
-  except (OSError, ValueError, RuntimeError) as e:
-    raise ValueError(f"--config.delegate: cannot load the delegate library "
-                     f"'{runtime.delegate}' with options {dict(runtime.delegate_options)}: "
-                     f"{e}") from None
+  if runtime.delegate:
+    tflite_backend.load_delegate(runtime)
 
 
 def _partition_nodes(details: list[dict[str, Any]], delegate: dict[str, Any],

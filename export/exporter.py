@@ -28,7 +28,7 @@ from darts.training import teacher
 from export import delegates, metadata, verify
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
-from models import checkpoint, files, tf_bert
+from models import checkpoint, files, tf_bert, workdirs
 from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
@@ -283,25 +283,47 @@ def _gate(results: dict[str, dict[str, Any]], config: ml_collections.ConfigDict,
   return failures
 
 
-def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def export(config: ml_collections.ConfigDict, workdir: str,
+           out_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
   """Exports, verifies and writes every configured precision; returns the report.
+
+  An export already in `out_dir` of the same config and checkpoint is returned as it is.
 
   Args:
     config: see configs/export.py.
-    workdir: a darts.train workdir; outputs go to `workdir/export/`.
+    workdir: a darts.train workdir (its model/ is exported unless config.model_dir is set).
+    out_dir: where the models go; default `workdir/export/`.
 
   Raises:
     VerificationError: the gate failed (nothing final is written; see export_failed.json).
     FileNotFoundError, ValueError: bad input, naming the file or key.
+    models.workdirs.WorkdirMismatchError: `out_dir` holds an export of another config or model.
+    models.workdirs.WorkdirBusyError: another job is using `out_dir`.
   """
   precisions = parse_precisions(config.precisions)
   runtime = _runtime(config)
   delegates.check_runtime(runtime)
   source = load_source(model_dir_of(config, workdir), config.task, config.seq_len, config.arch)
+  module = build_module(source)  # First: shape errors should name the export, not JAX.
+  out_dir = pathlib.Path(out_dir or pathlib.Path(workdir) / EXPORT_DIR)
+  with workdirs.locked(out_dir):
+    # The paths of the model and data are not the export's identity: the model's content is.
+    workdirs.claim(out_dir, "export",
+                   workdirs.config_fields(config, exclude=("model_dir", "data.glue_dir")),
+                   lambda: {"model": checkpoint.checkpoint_sha256(source.model_dir)},
+                   has_results=(out_dir / REPORT_FILE).exists())
+    if (out_dir / REPORT_FILE).exists():
+      logging.info("%s exists: the export in %s is complete.", REPORT_FILE, out_dir)
+      return json.loads((out_dir / REPORT_FILE).read_text())
+    return _export(config, source, module, precisions, runtime, out_dir)
+
+
+def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.BertModule,
+            precisions: tuple[str, ...], runtime: RuntimeSpec,
+            out_dir: pathlib.Path) -> dict[str, Any]:
   tokenizer = WordPieceTokenizer.from_pretrained(source.model_dir)
   split = lambda name, limit: verify.padded_split(source.task, name, tokenizer, config.seq_len,
                                                   config.data.glue_dir, limit, config.seed)
-  module = build_module(source)  # First: shape errors should name the export, not JAX.
   dev = split(config.data.eval_split, config.verify.num_examples)
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
   calibration = lambda: split("train", config.calibration_examples)
@@ -323,11 +345,9 @@ def export(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             "arch": dataclasses.asdict(source.arch), "seq_len": config.seq_len,
             "num_examples": len(dev), "runtime": runtime.to_dict(), "results": results,
             "failures": failures}
-  out_dir = pathlib.Path(workdir) / EXPORT_DIR
-  out_dir.mkdir(parents=True, exist_ok=True)
   if failures:
     files.atomic_write(out_dir / FAILED_REPORT_FILE,
-                            lambda f: pathlib.Path(f).write_text(json.dumps(report, indent=2)))
+                       lambda f: pathlib.Path(f).write_text(json.dumps(report, indent=2)))
     raise VerificationError(f"export of {source.model_dir} failed verification: "
                             f"{'; '.join(failures)} (details in {out_dir / FAILED_REPORT_FILE})")
   _write(out_dir, {p: models[p] for p in precisions}, source, tokenizer, results, report)
@@ -347,7 +367,7 @@ def _write(out_dir: pathlib.Path, models: dict[str, bytes], source: Source,
     (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
     # The report moves last: its presence means the whole export is complete.
     for path in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILE):
-      path.chmod(0o644)  # Staged files are private (mkstemp); shipped files are not.
+      path.chmod(files.default_file_mode())  # Staged in a private mkdtemp directory.
       os.replace(path, out_dir / path.name)
     (out_dir / FAILED_REPORT_FILE).unlink(missing_ok=True)
   finally:

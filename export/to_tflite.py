@@ -12,21 +12,26 @@ from models import native_logs
 
 native_logs.quiet_native_logs()  # Before TensorFlow loads (imported below): it reads it once.
 
+import pathlib
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from darts.training import jobs
 from export import exporter
+from models import workdirs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Export config file.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "darts.train workdir; outputs go to its export/.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "darts.train workdir; outputs go to its export/ "
+                                "(with --new_run: export/run_N/).")
 _DELEGATE = flags.DEFINE_string(
     "delegate", None, "External delegate library (.so) to verify and measure on; the same as "
     "--config.delegate.")
 _DELEGATE_OPTIONS = flags.DEFINE_multi_string(
     "delegate_option", [], "key=value passed to --delegate; repeatable. Added to "
     "--config.delegate_options.")
+_NEW_RUN = workdirs.define_new_run_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -44,7 +49,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   jobs.start_job(multihost=False)
-  report = exporter.export(config_with_flags(_CONFIG.value), _WORKDIR.value)
+  out_dir = (workdirs.fresh_run_dir(pathlib.Path(_WORKDIR.value) / exporter.EXPORT_DIR)
+             if _NEW_RUN.value else None)
+  report = exporter.export(config_with_flags(_CONFIG.value), _WORKDIR.value, out_dir)
   for precision, result in report["results"].items():
     line = " ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     if precision != "jax":
@@ -56,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(workdirs.with_clear_errors(main))

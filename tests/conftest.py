@@ -16,7 +16,7 @@ from latency_loss.blocks import Block, arch_blocks, reference_arch, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable
 from latency_loss.timing import Stats
-from models import bert, checkpoint, search_space
+from models import bert, checkpoint, search_space, workdirs
 from models.search_space import SearchSpace
 
 
@@ -131,3 +131,15 @@ def benchmark_tool_table(tmp_path_factory) -> pathlib.Path:
   config.android_logs = str(workdir / "android" / "logs")
   builder.build_table(config, str(workdir))
   return workdir / builder.TABLE_NAME
+
+
+def snapshot_files(root: pathlib.Path) -> dict[str, bytes]:
+  """Every file under `root` and its bytes, except the workdir lock (which names its holder)."""
+  return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+          if p.is_file() and p.name != workdirs.LOCK_FILE}
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+  """`snapshot_files`: compare a workdir before and after a refused command, byte for byte."""
+  return snapshot_files

@@ -13,11 +13,14 @@ source can be evaluated on the other. `load_split` picks the source.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from absl import logging
@@ -244,12 +247,23 @@ def _iter_tsv_lines(path: pathlib.Path) -> Iterable[tuple[int, list[str]]]:
 
   Lines are split on "\\t" only, never with csv quoting: GLUE text contains raw `"` characters
   (an MRPC dev sentence starts with one), and csv quoting would swallow tabs and newlines.
-  `newline="\\n"` makes "\\n" the only line terminator, so a stray "\\r" or U+2028 inside a
-  sentence cannot split a row; a "\\r\\n" ending is still handled. `utf-8-sig` drops the BOM that
-  starts MRPC's header.
+  Bytes are split on "\\n" only, so a stray "\\r" or U+2028 inside a sentence cannot split a
+  row (a "\\r\\n" ending is still handled), and each line is decoded on its own, so an invalid
+  byte is reported at its line and column. The BOM that starts MRPC's header is dropped.
+
+  Raises:
+    ValueError: a line is not UTF-8 (naming the file, line, column and byte).
   """
-  with open(path, encoding="utf-8-sig", newline="\n") as f:
-    for line_number, line in enumerate(f, start=1):
+  with open(path, "rb") as f:
+    for line_number, raw in enumerate(f, start=1):
+      if line_number == 1:
+        raw = raw.removeprefix(codecs.BOM_UTF8)
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"{path}:{line_number}: byte {raw[e.start]:#04x} at column "
+                         f"{e.start + 1} is not UTF-8; GLUE files are UTF-8 (re-save the file "
+                         "as UTF-8).") from None
       line = line.removesuffix("\n").removesuffix("\r")
       if not line:
         # Blank lines (e.g. an extra newline at the end of a hand-edited file) carry no example.
@@ -454,6 +468,15 @@ def load_hub_split(task: str | GlueTask, split: str) -> list[Example]:
       task, dataset, source=f"{HUB_DATASET}/{task.hub_config}[{hub_split}]")
 
 
+def examples_sha256(examples: Sequence[Example]) -> str:
+  """A hash of the examples' texts and labels: the identity of a job's data, wherever it was
+  read from (a moved directory or the Hub's copy of the same split hash the same)."""
+  digest = hashlib.sha256()
+  for example in examples:
+    digest.update(json.dumps([example.text_a, example.text_b, example.label]).encode())
+  return digest.hexdigest()
+
+
 def load_split(task_name: str,
                split: str,
                glue_dir: str | os.PathLike[str] | None = None,
@@ -490,6 +513,9 @@ def load_split(task_name: str,
                  GLUE_DIR_ENV)
     examples = load_hub_split(task, split)
     source = f"hub {HUB_DATASET}/{task.hub_config}[{task.hub_split(split)}]"
+  if not examples:
+    raise ValueError(f"GLUE {task.name}/{task.canonical_split(split)} has no examples: {source} "
+                     "holds none (a header alone, or every row skipped as malformed).")
   logging.info("Loaded GLUE %s/%s: %d examples from %s.", task.name, task.canonical_split(split),
                len(examples), source)
   return examples

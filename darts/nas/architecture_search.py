@@ -11,6 +11,7 @@ the search finished.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import pathlib
@@ -31,7 +32,7 @@ from darts.training import (checkpoints, finetune, inference, loop, losses, prog
                             teacher)
 from latency_loss import table as table_lib
 from latency_loss.runtime import RuntimeSpec
-from models import checkpoint, files, search_space, supernet
+from models import checkpoint, files, search_space, supernet, workdirs
 from models.tokenizer import WordPieceTokenizer
 
 ARCH_FILE = "arch.json"
@@ -47,24 +48,26 @@ class SearchData:
   eval: batching.EncodedDataset
 
 
-def load_search_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer,
-                     seed: int) -> SearchData:
-  """Splits the (subsampled) train split into disjoint weight and architecture parts."""
-  task = glue.get_task(data_config.task)
-  examples = finetune.subsample(glue.load_split(task.name, "train", data_config.glue_dir),
-                                data_config.max_train_examples, seed)
-  order = np.random.default_rng(seed + 1).permutation(len(examples))
-  num_held_out = int(round(data_config.held_out_fraction * len(examples)))
-  if not 0 < num_held_out < len(examples):
+def read_search_examples(data_config: ml_collections.ConfigDict, seed: int
+                         ) -> tuple[glue.GlueTask, dict[str, list[glue.Example]]]:
+  """The task and its examples: the (subsampled) train split cut into disjoint "train" (for the
+  weights) and "held_out" (for the architecture) parts, and the "eval" split."""
+  task, examples = finetune.read_task_examples(data_config, seed)
+  order = np.random.default_rng(seed + 1).permutation(len(examples["train"]))
+  num_held_out = int(round(data_config.held_out_fraction * len(order)))
+  if not 0 < num_held_out < len(order):
     raise ValueError(f"held_out_fraction={data_config.held_out_fraction} leaves no examples for "
-                     f"one side of the split of {len(examples)} train examples.")
-  encode = lambda part: batching.encode(part, tokenizer, data_config.max_length,
-                                        task.is_regression)
-  eval_examples = finetune.subsample(
-      glue.load_split(task.name, data_config.eval_split, data_config.glue_dir),
-      data_config.max_eval_examples, seed)
-  return SearchData(task, encode([examples[i] for i in order[num_held_out:]]),
-                    encode([examples[i] for i in order[:num_held_out]]), encode(eval_examples))
+                     f"one side of the split of {len(order)} train examples.")
+  part = lambda indices: [examples["train"][i] for i in indices]
+  return task, {"train": part(order[num_held_out:]), "held_out": part(order[:num_held_out]),
+                "eval": examples["eval"]}
+
+
+def encode_search_data(task: glue.GlueTask, examples: dict[str, list[glue.Example]],
+                       tokenizer: WordPieceTokenizer, max_length: int) -> SearchData:
+  encode = lambda split: batching.encode(examples[split], tokenizer, max_length,
+                                         task.is_regression)
+  return SearchData(task, encode("train"), encode("held_out"), encode("eval"))
 
 
 def search_space_for(config: ml_collections.ConfigDict) -> search_space.SearchSpace:
@@ -78,10 +81,6 @@ def search_space_for(config: ml_collections.ConfigDict) -> search_space.SearchSp
 def load_cost_table(latency: ml_collections.ConfigDict, space: search_space.SearchSpace
                     ) -> table_lib.CostTable:
   """The cost table, checked against the space, runtime and target the job asks for."""
-  if not latency.table:
-    raise ValueError("--config.latency.table is required; build one with `python -m "
-                     "latency_loss.build_table --config=configs/cost_table.py:space="
-                     f"{space.name} --workdir=DIR`.")
   table = table_lib.load_table(latency.table, expect=RuntimeSpec.from_config(latency), space=space)
   floor = table.predict_ms(space.smallest_arch())
   ceiling = table.predict_ms(space.largest_arch())
@@ -157,25 +156,52 @@ def _truncate_history(history: pathlib.Path, last_step: int) -> None:
     history.write_text("".join(line + "\n" for line in lines))
 
 
+# Config keys that locate inputs the run manifest hashes instead (a moved file is the same input).
+_INPUT_PATHS = ("data.glue_dir", "teacher", "latency.table")
+
+
 def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) the search and writes arch.json and the subnet; returns arch.json."""
-  workdir_path = pathlib.Path(workdir)
-  workdir_path.mkdir(parents=True, exist_ok=True)
-  if (workdir_path / ARCH_FILE).exists():
-    logging.info("%s exists: the search in %s is complete.", ARCH_FILE, workdir)
-    return json.loads((workdir_path / ARCH_FILE).read_text())
-  space = search_space_for(config)
-  table = load_cost_table(config.latency, space)
-  table_arrays = table_lib.table_arrays(table, space)  # numpy: static shapes under jit
-  task = glue.get_task(config.data.task)
+  """Runs (or resumes) the search and writes arch.json and the subnet; returns arch.json.
+
+  A finished search (arch.json present) of the same config and inputs is returned as it is.
+
+  Raises:
+    models.workdirs.WorkdirMismatchError: `workdir` holds a search of another config (another
+      target, relaxation, learning rate, ...) or other inputs (teacher, table, data).
+    models.workdirs.WorkdirBusyError: another job is using `workdir`.
+  """
+  with workdirs.locked(workdir):
+    return _search(config, pathlib.Path(workdir))
+
+
+def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> dict[str, Any]:
   if not config.teacher:
     raise ValueError("--config.teacher is required: a model fine-tuned on the task by "
                      "darts.train (its WORKDIR/model).")
+  if not config.latency.table:
+    raise ValueError("--config.latency.table is required; build one with `python -m "
+                     "latency_loss.build_table --config=configs/cost_table.py:space="
+                     f"{config.space} --workdir=DIR`.")
   teacher_dir = checkpoint.resolve_model_dir(config.teacher)
-  model = teacher.load_teacher(str(teacher_dir), task.name, task.num_labels)
+  task = glue.get_task(config.data.task)
+  model = teacher.load_teacher(str(teacher_dir), task.name, task.num_labels)  # Checks its task.
+  space = search_space_for(config)
+  table = load_cost_table(config.latency, space)  # Checks the runtime, space and target.
+  table_arrays = table_lib.table_arrays(table, space)  # numpy: static shapes under jit
+  read = functools.cache(lambda: read_search_examples(config.data, config.seed))
+  loop.claim_workdir(
+      workdir_path, "search", config, _INPUT_PATHS,
+      {"teacher": lambda: checkpoint.checkpoint_sha256(teacher_dir),
+       "table": lambda: files.file_sha256(config.latency.table),
+       **{f"data.{split}": lambda split=split: glue.examples_sha256(read()[1][split])
+          for split in ("train", "held_out", "eval")}}, outputs=(ARCH_FILE, SUBNET_DIR))
+  _, examples = read()
+  if (workdir_path / ARCH_FILE).exists():
+    logging.info("%s exists: the search in %s is complete.", ARCH_FILE, workdir_path)
+    return json.loads((workdir_path / ARCH_FILE).read_text())
   supernet.check_base_model(model.bert.config, space)
   tokenizer = WordPieceTokenizer.from_pretrained(teacher_dir)
-  data = load_search_data(config.data, tokenizer, config.seed)
+  data = encode_search_data(task, examples, tokenizer, config.data.max_length)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   graphdef, params = nnx.split(model, nnx.Param)

@@ -8,6 +8,7 @@ global step, so a job restored from its last checkpoint continues exactly as if 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Any, Callable, NamedTuple
 
@@ -22,7 +23,7 @@ from flax import nnx
 
 from darts.data import batching, glue, metrics
 from darts.training import checkpoints, inference, loop, losses, sharding, teacher
-from models import bert, checkpoint, files
+from models import bert, checkpoint, files, workdirs
 from models.tokenizer import WordPieceTokenizer
 
 EVAL_FILE = "eval.json"
@@ -49,17 +50,21 @@ def subsample(examples: list[glue.Example], limit: int, seed: int) -> list[glue.
   return [examples[i] for i in keep]
 
 
-def load_task_data(data_config: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer,
-                   seed: int) -> TaskData:
-  """Reads, subsamples (if configured) and tokenizes the train and eval splits."""
+def read_task_examples(data_config: ml_collections.ConfigDict, seed: int
+                       ) -> tuple[glue.GlueTask, dict[str, list[glue.Example]]]:
+  """The task and its (subsampled, if configured) "train" and "eval" examples."""
   task = glue.get_task(data_config.task)
+  read = lambda split, limit: subsample(glue.load_split(task.name, split, data_config.glue_dir),
+                                        limit, seed)
+  return task, {"train": read("train", data_config.max_train_examples),
+                "eval": read(data_config.eval_split, data_config.max_eval_examples)}
 
-  def encode(split: str, limit: int) -> batching.EncodedDataset:
-    examples = subsample(glue.load_split(task.name, split, data_config.glue_dir), limit, seed)
-    return batching.encode(examples, tokenizer, data_config.max_length, task.is_regression)
 
-  return TaskData(task, encode("train", data_config.max_train_examples),
-                  encode(data_config.eval_split, data_config.max_eval_examples))
+def encode_task_data(task: glue.GlueTask, examples: dict[str, list[glue.Example]],
+                     tokenizer: WordPieceTokenizer, max_length: int) -> TaskData:
+  encode = lambda split: batching.encode(examples[split], tokenizer, max_length,
+                                         task.is_regression)
+  return TaskData(task, encode("train"), encode("eval"))
 
 
 def decay_mask(params: nnx.State) -> Any:
@@ -127,20 +132,45 @@ def add_teacher_logits(config: ml_collections.ConfigDict, data: TaskData,
       what=f"Teacher logits ({config.distill.teacher}, {len(data.train)} train examples)")
 
 
+# Config keys that locate inputs the run manifest hashes instead (a moved file is the same input).
+_INPUT_PATHS = ("data.glue_dir", "model.checkpoint", "distill.teacher")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Fine-tunes `config.model.checkpoint` on `config.data.task`; resumes from `workdir`.
 
-  Writes to `workdir`: orbax checkpoints (`checkpoints/`), TensorBoard events (`tensorboard/`),
-  the fine-tuned model in Hugging Face layout (`model/`) and the final metrics (`eval.json`).
+  Writes to `workdir`: its manifest, orbax checkpoints (`checkpoints/`), TensorBoard events
+  (`tensorboard/`), the fine-tuned model in Hugging Face layout (`model/`) and the final metrics
+  (`eval.json`).
 
   Returns:
     The contents of eval.json.
+
+  Raises:
+    models.workdirs.WorkdirMismatchError: `workdir` holds a run of another config or inputs.
+    models.workdirs.WorkdirBusyError: another job is using `workdir`.
   """
-  workdir_path = pathlib.Path(workdir)
-  workdir_path.mkdir(parents=True, exist_ok=True)
+  with workdirs.locked(workdir):
+    return _train_and_evaluate(config, pathlib.Path(workdir))
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict,
+                        workdir_path: pathlib.Path) -> dict[str, Any]:
   model_dir = checkpoint.resolve_model_dir(config.model.checkpoint)
+  # Read once the config is known to match the workdir's (an unavailable task's files must not
+  # hide that the workdir is another task's).
+  read = functools.cache(lambda: read_task_examples(config.data, config.seed))
+  inputs = {"checkpoint": lambda: checkpoint.checkpoint_sha256(model_dir),
+            **{f"data.{split}": lambda split=split: glue.examples_sha256(read()[1][split])
+               for split in ("train", "eval")}}
+  if config.distill.teacher:
+    inputs["teacher"] = lambda: checkpoint.checkpoint_sha256(
+        checkpoint.resolve_model_dir(config.distill.teacher))
+  loop.claim_workdir(workdir_path, "train", config, _INPUT_PATHS, inputs,
+                     outputs=(EVAL_FILE, MODEL_DIR))
+  task, examples = read()
   tokenizer = WordPieceTokenizer.from_pretrained(model_dir)
-  data = load_task_data(config.data, tokenizer, config.seed)
+  data = encode_task_data(task, examples, tokenizer, config.data.max_length)
   model = checkpoint.load_pretrained(
       str(model_dir), data.task.num_labels, seed=config.seed,
       hidden_dropout=config.model.hidden_dropout,

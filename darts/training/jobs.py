@@ -1,18 +1,32 @@
-"""What every job's entry module shares: its flags, readable logs, the distributed runtime."""
+"""What every job's entry module shares: its flags, readable logs and errors, the distributed
+runtime."""
 
 from __future__ import annotations
 
 import logging as std_logging
+from typing import NamedTuple
 
 import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from models import native_logs
+from models import native_logs, workdirs
 
 
-def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
-  """The flags every job takes: --config (a config file), --workdir and --multihost."""
+class JobFlags(NamedTuple):
+  config: flags.FlagHolder
+  workdir: flags.FlagHolder
+  multihost: flags.FlagHolder
+  new_run: flags.FlagHolder
+
+  def run_dir(self) -> str:
+    """--workdir, or a fresh subdirectory of it with --new_run."""
+    return str(workdirs.fresh_run_dir(self.workdir.value) if self.new_run.value
+               else self.workdir.value)
+
+
+def define_job_flags(what: str) -> JobFlags:
+  """The flags every job takes: --config (a config file), --workdir, --new_run, --multihost."""
   config = config_flags.DEFINE_config_file("config", None, f"{what} config file.",
                                            lock_config=True)
   workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results; "
@@ -21,7 +35,7 @@ def define_job_flags(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder, fla
       "multihost", False, "Call jax.distributed.initialize() first: one process per host (TPU "
       "pods, multi-node GPU); every host builds the same batches and keeps its devices' shards.")
   flags.mark_flags_as_required(["config", "workdir"])
-  return config, workdir, multihost
+  return JobFlags(config, workdir, multihost, workdirs.define_new_run_flag())
 
 
 def start_job(multihost: bool) -> None:

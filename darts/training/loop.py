@@ -8,10 +8,12 @@ throughput, and the checkpoint cadence. What a step does is the caller's `step_f
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import time
 from typing import Callable, Generic, Sequence, TypeVar
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -20,6 +22,37 @@ from absl import logging
 
 from darts.training import checkpoints
 from darts.training.progress import ProgressLogger
+from models import workdirs
+
+# Config keys that set how often a job logs, evaluates or checkpoints, not what it computes:
+# a job may resume with other values (the run manifest leaves them out).
+CADENCE_KEYS = ("log_every_steps", "eval_every_steps", "history_every_steps",
+                "checkpoint_every_steps", "keep_checkpoints")
+
+
+def claim_workdir(workdir: pathlib.Path, job: str, config: ml_collections.ConfigDict,
+                  input_paths: tuple[str, ...], inputs: dict[str, Callable[[], str]],
+                  outputs: tuple[str, ...]) -> None:
+  """Refuses `workdir` when its checkpoints or `outputs` come from another config or inputs.
+
+  Args:
+    workdir: the job's workdir.
+    job: its name in the manifest.
+    config: the job's config; all of it defines the result except `CADENCE_KEYS` and
+      `input_paths` (keys that locate inputs, which are hashed instead: a moved file is the same
+      input).
+    inputs: each input's name and a function that hashes it.
+    outputs: the job's result files or directories in `workdir`.
+
+  Raises:
+    models.workdirs.WorkdirMismatchError: naming every differing key with both values.
+  """
+  workdirs.claim(workdir, job,
+                 workdirs.config_fields(config, exclude=(*CADENCE_KEYS, *input_paths)),
+                 lambda: {name: digest() for name, digest in inputs.items()},
+                 has_results=(checkpoints.has_checkpoints(workdir)
+                              or any((workdir / name).exists() for name in outputs)))
+
 
 State = TypeVar("State")
 # (state, step) -> (state, metrics, examples in the step's batch); `step` counts from 1.

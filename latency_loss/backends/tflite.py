@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import importlib.metadata
@@ -63,14 +64,36 @@ def build_module(block: Block, space: SearchSpace) -> tf.Module:
   return tf_bert.HeadModule(space, h)
 
 
+# The entry points of LiteRT's external delegate ABI, which `load_delegate` looks up.
+DELEGATE_SYMBOLS = ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+
+
+def load_delegate(runtime: RuntimeSpec) -> litert.Delegate:
+  """The runtime's external delegate library, loaded with its options.
+
+  Raises:
+    ValueError: naming the library and why: it does not load, it is not a delegate (it lacks
+      the ABI's symbols), or the delegate refused its options.
+  """
+  cannot = (f"--config.delegate: cannot load the delegate library '{runtime.delegate}' with "
+            f"options {dict(runtime.delegate_options)}")
+  try:
+    library = ctypes.CDLL(runtime.delegate)
+  except OSError as e:
+    raise ValueError(f"{cannot}: {e}") from None
+  missing = [s for s in DELEGATE_SYMBOLS if not hasattr(library, s)]
+  if missing:  # LiteRT would raise a bare AttributeError, twice.
+    raise ValueError(f"{cannot}: it is not a TFLite external delegate (it does not export "
+                     f"{missing}).")
+  try:
+    return litert.load_delegate(runtime.delegate, dict(runtime.delegate_options))
+  except (OSError, ValueError, RuntimeError) as e:
+    raise ValueError(f"{cannot}: {e}") from None
+
+
 def make_interpreter(model: bytes, runtime: RuntimeSpec) -> litert.Interpreter:
   """An interpreter configured exactly as `runtime` says (threads, XNNPACK, delegate)."""
-  delegates = None
-  if runtime.delegate:
-    try:
-      delegates = [litert.load_delegate(runtime.delegate, dict(runtime.delegate_options))]
-    except (OSError, ValueError) as e:
-      raise ValueError(f"RuntimeSpec.delegate: cannot load '{runtime.delegate}': {e}") from None
+  delegates = [load_delegate(runtime)] if runtime.delegate else None
   resolver = (litert.OpResolverType.AUTO if runtime.xnnpack
               else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
   return litert.Interpreter(model_content=model, num_threads=runtime.threads,

@@ -12,7 +12,7 @@ import pytest
 from configs import pipeline as pipeline_config
 from darts import layout as layout_lib, stages
 from darts.nas import discretize
-from models import search_space
+from models import search_space, workdirs
 
 REPO = pathlib.Path(__file__).parents[2]
 
@@ -67,26 +67,53 @@ def test_report_has_every_section_and_figure(finished):
   assert "Speed-up:" in text and "model_int8.tflite" in text and "n/a" not in text
 
 
-def test_rerun_skips_finished_stages(finished):
+def test_rerun_skips_finished_stages_and_never_retimes_the_base(finished, monkeypatch):
   config, layout = finished
   outputs = [layout.arch_file, layout.target_file, layout.latency_file,
              layout.retrain_dir / "eval.json", layout.export_dir / "model_fp32.tflite"]
-  before = [p.stat().st_mtime_ns for p in outputs]
+  before = [p.read_bytes() for p in outputs]
+  stamps = [p.stat().st_mtime_ns for p in outputs]
+
+  def retimed(*args):
+    raise AssertionError("the base was timed again: a set target is the workdir's truth")
+
+  monkeypatch.setattr(stages, "measure_arch_ms", retimed)
   stages.run(config, str(layout.root))
-  assert [p.stat().st_mtime_ns for p in outputs] == before
+  assert [p.read_bytes() for p in outputs] == before
+  assert [p.stat().st_mtime_ns for p in outputs] == stamps
 
 
-def test_search_of_another_target_is_refused(finished):
+def test_another_config_is_refused_before_anything_is_written(finished, snapshot):
+  config, layout = finished
+  before = snapshot(layout.root)
+  assert layout_lib.REPORT_FILE in before  # The report, too, is left as it was.
+  for key, value in (("latency.target_fraction", 0.9 * config.latency.target_fraction),
+                     ("search.arch_optim.lr", 0.5), ("export.precisions", "fp32")):
+    other = config.copy_and_resolve_references()
+    other.update_from_flattened_dict({key: value})
+    stage = "target" if key.startswith("latency") else key.split(".")[0]
+    shown = key if stage == "target" else key.split(".", 1)[1]
+    with pytest.raises(workdirs.WorkdirMismatchError,
+                       match=rf"{stage}\.{shown}: .* in the workdir, .* now"):
+      stages.run(other, str(layout.root))
+    assert snapshot(layout.root) == before, key  # Not even the stages before it ran.
+
+
+def test_a_target_set_on_another_table_is_refused(finished, tmp_path, snapshot, monkeypatch):
+  monkeypatch.setattr(stages, "measure_arch_ms", lambda table, arch: 1.0)
   config, layout = finished
   config = config.copy_and_resolve_references()
-  config.latency.target_ms = 0.9 * json.loads(layout.target_file.read_text())["target_ms"]
-  config.measure.fidelity_archs = 0
-  stages.run(config, str(layout.root), stages=["target"])
-  try:
-    with pytest.raises(ValueError, match="is a search for"):
-      stages.run(config, str(layout.root), stages=["search"])
-  finally:  # Put the original target back for the other tests.
-    stages.run(finished[0], str(layout.root), stages=["target"])
+  config.latency_table = str(tmp_path / "phone_table.json")
+  table = stages.Pipeline(finished[0], str(layout.root)).load_table()
+  table.save(config.latency_table)
+  workdir = tmp_path / "run"
+  stages.run(config, str(workdir), stages=["target"])
+  before = snapshot(workdir)
+  table.host["rebuilt"] = True  # The same path, another table: the target was set on the old.
+  table.save(config.latency_table)
+  with pytest.raises(workdirs.WorkdirMismatchError, match="target set on another cost table"):
+    stages.run(config, str(workdir), stages=["target", "search"])
+  assert snapshot(workdir) == before
 
 
 def test_stage_names_are_checked():

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import safetensors.numpy
 
 from configs import finetune as finetune_config
 from darts.training import finetune
+from models import workdirs
 
 REPO = pathlib.Path(__file__).parents[2]
 POSITIVE = ["a charming and affecting journey", "the best film of the year", "warm and funny",
@@ -72,6 +74,35 @@ def test_runlocal_trains_and_writes_results(tmp_path, glue_dir):
   # A second run finds the finished checkpoint and only evaluates.
   again = finetune.train_and_evaluate(runlocal_config(glue_dir), str(tmp_path))
   assert again["resumed_from_step"] == 12 and again["metrics"] == summary["metrics"]
+
+
+def test_a_workdir_of_another_run_is_refused_and_left_as_it_was(tmp_path, glue_dir, tiny_base_dir,
+                                                              snapshot):
+  data = tmp_path / "glue"
+  shutil.copytree(glue_dir, data)
+  config = runlocal_config(data)
+  config.model.checkpoint = str(tiny_base_dir)
+  config.optim.num_train_steps = 2
+  workdir = tmp_path / "run"
+  finetune.train_and_evaluate(config, str(workdir))
+  before = snapshot(workdir)
+  for key, value, shown in (("data.task", "rte", '"sst2" in the workdir, "rte" now'),
+                            ("optim.lr", 1e-3, "0.0002 in the workdir, 0.001 now")):
+    other = config.copy_and_resolve_references()
+    other.update_from_flattened_dict({key: value})
+    with pytest.raises(workdirs.WorkdirMismatchError, match=f"{key}: {shown}"):
+      finetune.train_and_evaluate(other, str(workdir))
+  # Other data under the same path is another input.
+  train_tsv = data / "SST-2" / "train.tsv"
+  original = train_tsv.read_bytes()
+  train_tsv.write_bytes(original.replace(b"boring", b"tedious"))
+  with pytest.raises(workdirs.WorkdirMismatchError, match="inputs.data.train: "):
+    finetune.train_and_evaluate(config, str(workdir))
+  assert snapshot(workdir) == before
+  # Cadence is not part of the result: a resume may log or checkpoint more often.
+  train_tsv.write_bytes(original)
+  config.log_every_steps = 1
+  assert finetune.train_and_evaluate(config, str(workdir))["resumed_from_step"] == 2
 
 
 def wait_for_checkpoint(workdir: pathlib.Path, process: subprocess.Popen) -> None:

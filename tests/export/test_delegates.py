@@ -1,5 +1,7 @@
 """Delegate coverage measurement and the op-support report, on tiny graphs."""
 
+import ctypes.util
+
 import pytest
 import tensorflow as tf
 
@@ -77,3 +79,10 @@ def test_unloadable_delegate_names_the_library():
                                        "'/nonexistent/libgpu.so' with options {'k': 'v'}"):
     delegates.check_runtime(runtime)
 
+
+
+def test_a_library_that_is_not_a_delegate_is_named():
+  libm = ctypes.util.find_library("m")  # Loads, but has no delegate entry points.
+  runtime = RuntimeSpec(delegate=libm)
+  with pytest.raises(ValueError, match=f"'{libm}'.*is not a TFLite external delegate"):
+    delegates.check_runtime(runtime)

@@ -12,7 +12,7 @@ from flax import nnx
 
 from configs import export as export_config
 from export import exporter, metadata
-from models import bert, checkpoint
+from models import bert, checkpoint, workdirs
 from models.tokenizer import WordPieceTokenizer
 
 WORDS = "a good great fun film movie bad dull boring mess plot is the".split()
@@ -72,8 +72,22 @@ def test_gate_passes_and_every_model_is_written(exported):
   assert report["num_examples"] == 32
   names = {p.name for p in out.iterdir()}
   assert names == {*(f"model_{p}.{ext}" for p in PRECISIONS.split(",") for ext in ("tflite", "json")),
-                   "vocab.txt", "tokenizer_config.json", exporter.REPORT_FILE}
+                   "vocab.txt", "tokenizer_config.json", exporter.REPORT_FILE,
+                   workdirs.MANIFEST_FILE, workdirs.LOCK_FILE}
   assert (out / "vocab.txt").read_text().split() == VOCAB
+
+
+def test_a_finished_export_is_reused_and_another_config_refused(exported, tmp_path, snapshot):
+  out, report = exported
+  before = snapshot(out)
+  assert exporter.export(runlocal(tmp_path / "same"), str(out.parent)) == json.loads(
+      (out / exporter.REPORT_FILE).read_text())
+  # Fewer precisions would leave the others' files beside a report that does not list them.
+  with pytest.raises(workdirs.WorkdirMismatchError,
+                     match=f'precisions: "{PRECISIONS}" in the workdir, "fp32" now'):
+    exporter.export(runlocal(tmp_path / "fewer", precisions="fp32"), str(out.parent))
+  assert snapshot(out) == before
+  del report
 
 
 def test_metrics_through_litert_match_jax_for_fp32(exported):
@@ -184,7 +198,8 @@ def test_gate_fails_on_a_corrupted_weight_and_leaves_no_final_file(tmp_path, mon
   with pytest.raises(exporter.VerificationError, match="fp32 logits differ from JAX"):
     exporter.export(runlocal(tmp_path), str(tmp_path / "run"))
   out = tmp_path / "run" / "export"
-  assert [p.name for p in out.iterdir()] == [exporter.FAILED_REPORT_FILE]
+  assert {p.name for p in out.iterdir()} == {exporter.FAILED_REPORT_FILE,
+                                             workdirs.MANIFEST_FILE, workdirs.LOCK_FILE}
   failed = json.loads((out / exporter.FAILED_REPORT_FILE).read_text())
   assert failed["results"]["fp32"]["passed"] is False
 

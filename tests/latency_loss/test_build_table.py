@@ -13,6 +13,7 @@ from latency_loss import builder, host
 from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import load_table
+from models import workdirs
 from models.search_space import get_space
 
 REPO = pathlib.Path(__file__).parents[2]
@@ -61,11 +62,23 @@ def test_resume_keeps_entries_and_measures_only_missing(tmp_path, config, monkey
       k: v for k, v in kept.items() if k != dropped}
 
 
-def test_resume_with_other_settings_raises(tmp_path, config):
+def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path, config, snapshot):
   builder.build_table(config, str(tmp_path))
+  before = snapshot(tmp_path)
   other = cost_table_config.get_config("runlocal,threads=1")
-  with pytest.raises(ValueError, match="threads"):
+  with pytest.raises(workdirs.WorkdirMismatchError, match="threads: 2 in the workdir, 1 now"):
     builder.build_table(other, str(tmp_path))
+  assert snapshot(tmp_path) == before
+
+
+def test_build_seconds_count_the_runs_before_a_resume(tmp_path, config):
+  builder.build_table(config, str(tmp_path))
+  path = tmp_path / builder.TABLE_NAME
+  table = load_table(str(path))
+  del table.entries[space_blocks(table.space)[-1].key]
+  table.host["build_seconds"] = 1000.0  # As if the killed run had timed for 1000 s.
+  table.save(str(path))
+  assert 1000.0 < builder.build_table(config, str(tmp_path)).host["build_seconds"] < 1100.0
 
 
 def test_config_parsing():
@@ -94,6 +107,25 @@ def _build_table_log(workdir, *flags) -> str:
       env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout + result.stderr
+
+
+def test_a_refused_resume_is_one_line_and_new_run_starts_beside_it(tmp_path):
+  _build_table_log(tmp_path)
+  before = (tmp_path / builder.TABLE_NAME).read_bytes()
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  command = [sys.executable, "-m", "latency_loss.build_table",
+             "--config=configs/cost_table.py:runlocal", f"--workdir={tmp_path}",
+             "--config.threads=1"]
+  refused = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                           env=env)
+  assert refused.returncode == 1 and "Traceback" not in refused.stderr
+  assert "threads: 2 in the workdir, 1 now" in refused.stderr and "--new_run" in refused.stderr
+  assert (tmp_path / builder.TABLE_NAME).read_bytes() == before
+  fresh = subprocess.run([*command, "--new_run"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, env=env)
+  assert fresh.returncode == 0, fresh.stderr[-3000:]
+  assert load_table(str(tmp_path / "run_1" / builder.TABLE_NAME)).runtime.threads == 1
+  assert (tmp_path / builder.TABLE_NAME).read_bytes() == before
 
 
 def test_the_default_log_has_progress_but_no_converter_chatter(tmp_path):

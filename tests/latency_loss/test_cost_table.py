@@ -118,6 +118,17 @@ def test_malformed_files_raise(tmp_path):
     load_table(tmp_path / "v.json")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5])
+def test_an_entry_that_is_not_a_latency_is_named(tmp_path, bad):
+  d = full_table().to_dict()
+  key = sorted(d["entries"])[3]
+  d["entries"][key]["ms"] = bad
+  (tmp_path / "t.json").write_text(json.dumps(d))  # Python writes NaN and Infinity.
+  with pytest.raises(ValueError, match=f"t.json: entry '{key}' has ms={bad}; a latency is "
+                                       "finite and >= 0"):
+    load_table(tmp_path / "t.json")
+
+
 def test_a_block_timed_faster_than_its_null_block_costs_zero():
   table = full_table()
   block = Block("layer", 64, 2, 128)

@@ -84,6 +84,14 @@ def test_pickle_weights_are_refused(tmp_path):
     checkpoint.load_pretrained(str(tmp_path))
 
 
+def test_a_truncated_weights_file_names_its_path(tmp_path):
+  checkpoint.save_pretrained(tiny_model(), tmp_path)
+  weights = tmp_path / "model.safetensors"
+  weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+  with pytest.raises(ValueError, match=f"{weights} cannot be read .*truncated or corrupt"):
+    checkpoint.load_pretrained(str(tmp_path))
+
+
 def test_sharded_safetensors(tmp_path):
   model = tiny_model()
   checkpoint.save_pretrained(model, tmp_path)

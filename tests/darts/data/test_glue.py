@@ -181,6 +181,20 @@ def test_skip_malformed(tmp_path):
   assert [ex.text_a for ex in examples] == ["good", "bad"]
 
 
+def test_a_byte_that_is_not_utf8_names_file_line_and_column(tmp_path):
+  path = tmp_path / "SST-2" / "train.tsv"
+  path.parent.mkdir()
+  path.write_bytes(b"sentence\tlabel\na fine film\t1\nna\xefve charm\t1\n")
+  with pytest.raises(ValueError, match=r"train.tsv:3: byte 0xef at column 3 is not UTF-8"):
+    glue.read_tsv_split("sst2", tmp_path, "train")
+
+
+def test_a_split_without_examples_is_named(tmp_path):
+  path = _write(tmp_path, "SST-2", "train.tsv", "sentence\tlabel\n")
+  with pytest.raises(ValueError, match=f"GLUE sst2/train has no examples: {path}"):
+    glue.load_split("sst2", "train", tmp_path)
+
+
 def test_wrong_header_is_rejected(tmp_path):
   # An unlabelled test.tsv put in place of dev.tsv.
   path = _write(tmp_path, "SST-2", "dev.tsv", "index\tsentence\n0\tgood\n")

@@ -16,7 +16,7 @@ from configs import (cost_table as cost_table_config, finetune as finetune_confi
 from darts.nas import architecture_search
 from darts.training import finetune
 from latency_loss import builder, table as table_lib
-from models import checkpoint, search_space
+from models import checkpoint, search_space, workdirs
 
 REPO = pathlib.Path(__file__).parents[3]
 @pytest.fixture(scope="module")
@@ -79,10 +79,23 @@ def test_runlocal_search_writes_arch_within_target(searched):
   assert architecture_search.search(config, str(tmp_path)) == summary
 
 
+def test_a_finished_search_is_not_reused_for_another_config(searched, snapshot):
+  config, workdir, _ = searched
+  before = snapshot(workdir)
+  for key, value in (("latency.target_ms", 0.9 * config.latency.target_ms),
+                     ("search.relaxation", "softmax"), ("arch_optim.lr", 0.1)):
+    other = config.copy_and_resolve_references()
+    other.update_from_flattened_dict({key: value})
+    with pytest.raises(workdirs.WorkdirMismatchError, match=f"{key}: .* in the workdir, .* now"):
+      architecture_search.search(other, str(workdir))
+  assert snapshot(workdir) == before
+
+
 def test_target_below_smallest_arch_is_refused(runlocal_config, tmp_path):
   with pytest.raises(ValueError, match="below the smallest architecture"):
     architecture_search.search(runlocal_config(target_ms=1e-3), str(tmp_path))
   assert not (tmp_path / "arch.json").exists()
+  assert not (tmp_path / workdirs.MANIFEST_FILE).exists()  # Refused before anything is written.
 
 
 def test_table_of_another_runtime_is_refused(runlocal_config, tmp_path):
