@@ -38,8 +38,8 @@ _OUT = flags.DEFINE_string("out", "bench/results/supernet_overhead", "Result pat
 def synthetic_table(space: search_space.SearchSpace) -> dict[str, np.ndarray]:
   """Latency values do not change the step's cost; only the shapes matter here."""
   n_h, n_a, n_f = (len(space.hidden_choices), len(space.head_choices), len(space.ffn_choices))
-  return {"embeddings": np.ones(n_h), "head": np.ones(n_h), "layer": np.ones((n_h, n_a, n_f)),
-          "overhead": np.array(0.0), "depth_choices": np.array(space.depth_choices)}
+  return {"fixed": np.ones(n_h), "layer": np.ones((n_h, n_a, n_f)),
+          "depth_choices": np.array(space.depth_choices)}
 
 
 def measure(step, state, batch) -> dict[str, float]:

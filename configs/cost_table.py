@@ -42,6 +42,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # `retries` times, 2 s apart): bursts of other load would otherwise enter the table.
   config.max_other_load = 0.25
   config.retries = 0 if args.runlocal else 3
+  # Time every block interleaved with a fixed reference model (a middle-sized layer), as its
+  # ratio to the reference times the reference's latency alone on a quiet machine: other load
+  # and the machine's speed levels slow both, and cancel. False: every block alone.
+  config.reference = True
+  # Seconds the build may wait in all for other processes to go quiet (after a contended block,
+  # before the reference's quiet latency, before re-measuring contended blocks); then it goes on.
+  config.quiet_wait_s = 0.0 if args.runlocal else 300.0
   config.android_logs = ""        # android: directory of benchmark_model logs to ingest
   # android: where the script times the blocks: "adb" (a phone) or "host" (this machine, with
   # LiteRT's benchmark_litert_model: the phone path without a phone).

@@ -18,11 +18,12 @@ import ml_collections
 from absl import logging
 
 from latency_loss import host
-from latency_loss.backends.base import LatencyBackend, make_backend
-from latency_loss.blocks import space_blocks
+from latency_loss.backends import base as backends
+from latency_loss.backends.base import LatencyBackend
+from latency_loss.blocks import Block, reference_block, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable, load_table
-from latency_loss.timing import TimingProtocol
+from latency_loss.timing import Reference, Stats, TimingProtocol, time_callable
 from models import workdirs
 from models.search_space import SearchSpace, get_space
 
@@ -48,7 +49,48 @@ def open_table(path: str, space: SearchSpace, runtime: RuntimeSpec,
                    protocol=dataclasses.asdict(protocol))
 
 
-def measure_missing(table: CostTable, backend: LatencyBackend, path: str,
+@dataclasses.dataclass
+class BlockTimer:
+  """How a build times each block: on `backend`, against `reference` (None: alone), waiting
+  (within `waiter`'s budget) for other processes to go quiet after a contended measurement."""
+  backend: LatencyBackend
+  protocol: TimingProtocol
+  reference: Reference | None
+  waiter: host.QuietWaiter
+
+  def measure(self, block: Block) -> Stats:
+    stats = backends.measure(self.backend.block_call(block), self.protocol, self.reference)
+    if self.contended(stats):
+      self.waiter.wait()  # Before the next block.
+    return stats
+
+  def contended(self, stats: Stats | dict) -> bool:
+    load = stats["other_load"] if isinstance(stats, dict) else stats.other_load
+    return load > self.protocol.max_other_load
+
+
+def open_reference(table: CostTable, backend: LatencyBackend, protocol: TimingProtocol,
+                   waiter: host.QuietWaiter) -> Reference:
+  """The table's reference (its block and quiet latency); on a new table, measured now alone,
+  after waiting for a quiet machine, and recorded in `host["reference"]`."""
+  reference = backends.table_reference(table.host, backend)
+  if reference is not None:
+    return reference
+  if table.entries:
+    raise ValueError("the table's entries were timed without a reference model; rebuild it, or "
+                     "resume it with --config.reference=False")
+  block = reference_block(table.space)
+  call = backend.block_call(block)
+  waiter.wait()
+  stats = time_callable(call, protocol)
+  table.host["reference"] = {"block": dataclasses.asdict(block), "key": block.key,
+                             "quiet_ms": stats.median_ms, "other_load": stats.other_load}
+  logging.info("Reference %s: %.3f ms alone (other load %.2f cores); every block is timed "
+               "against it, in these units.", block.key, stats.median_ms, stats.other_load)
+  return Reference(call, stats.median_ms)
+
+
+def measure_missing(table: CostTable, timer: BlockTimer, path: str,
                     log_every_seconds: float = 30.0) -> CostTable:
   """Measures every block the table lacks, saving after each.
 
@@ -60,20 +102,40 @@ def measure_missing(table: CostTable, backend: LatencyBackend, path: str,
   before = table.host.get("build_seconds", 0.0)  # Spent by the runs this one resumes.
   logged = None
   for done, block in enumerate(todo, 1):
-    stats = backend.measure_block(block)
+    stats = timer.measure(block)
     table.add(block, stats)
     now = time.time()
     table.host["build_seconds"] = round(before + now - start, 1)
     table.save(path)
-    line = ("[%d/%d] %-28s %8.3f ms (IQR %.3f)  elapsed %.0fs ETA %.0fs",
+    line = ("[%d/%d] %-28s %8.3f ms (IQR %.3f, other load %.2f)  elapsed %.0fs ETA %.0fs",
             total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
-            now - start, (now - start) / done * (len(todo) - done))
+            stats.other_load, now - start, (now - start) / done * (len(todo) - done))
     if logged is None or now - logged >= log_every_seconds or done == len(todo):
       logged = now
       logging.info(*line)
     else:
       logging.debug(*line)
   return table
+
+
+def remeasure_contended(table: CostTable, timer: BlockTimer, path: str) -> list[str]:
+  """Times again every block measured while other processes took more than the protocol
+  allows, while the machine is quiet (within the waiter's limits); keeps the less contended
+  measurement of each. Returns the keys still contended."""
+  flagged = [b for b in space_blocks(table.space) if timer.contended(table.entries[b.key])]
+  if flagged:
+    logging.info("Re-measuring %d blocks timed under other load: %s", len(flagged),
+                 [b.key for b in flagged[:8]])
+  for block in flagged:
+    if not timer.waiter.wait():
+      logging.info("Not quiet: the contended blocks keep their measurement against the "
+                   "reference.")
+      break
+    stats = timer.measure(block)
+    if stats.other_load < table.entries[block.key]["other_load"]:
+      table.add(block, stats)
+      table.save(path)
+  return [b.key for b in flagged if timer.contended(table.entries[b.key])]
 
 
 def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:
@@ -105,9 +167,35 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
     from latency_loss.backends import android
     return android.build_or_ingest(space, runtime, protocol, workdir, config.android_logs,
                                    path, host.host_facts({}), config.benchmark_runner)
-  backend = make_backend(space, runtime, protocol)
+  backend = backends.make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
-  measure_missing(table, backend, path)
+  waiter = host.QuietWaiter(protocol.max_other_load, config.quiet_wait_s)
+  if not config.reference and "reference" in table.host:
+    raise ValueError(f"{path}: its entries were timed against a reference model; resume it "
+                     "with --config.reference=True")
+  reference = open_reference(table, backend, protocol, waiter) if config.reference else None
+  timer = BlockTimer(backend, protocol, reference, waiter)
+  measure_missing(table, timer, path)
+  finish_table(table, timer, path)
+  logging.info("Table complete: %s (%d entries, %.0f s of timing in all)", path,
+               len(table.entries), table.host.get("build_seconds", 0.0))
+  return table
+
+
+def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
+  """Re-measures contended blocks, and records the conditions of the build in `table.host`."""
+  table.host["contended_blocks"] = remeasure_contended(table, timer, path)
+  if table.host["contended_blocks"]:
+    logging.warning("%d blocks were timed while other processes took more than %.2f cores, "
+                    "and stayed so when timed again: %s", len(table.host["contended_blocks"]),
+                    timer.protocol.max_other_load, table.host["contended_blocks"][:8])
+  if timer.reference is not None:
+    # Only for the record: the entries are in the units of the reference's first measurement.
+    end = time_callable(timer.reference.call, timer.protocol)
+    table.host["reference"].update(quiet_ms_at_end=end.median_ms,
+                                   other_load_at_end=end.other_load)
+  table.host["waited_for_quiet_s"] = round(table.host.get("waited_for_quiet_s", 0.0)
+                                           + timer.waiter.waited_s, 1)
   table.host["contention_at_end"] = host.contention()
   table.host["negative_net_blocks"] = table.negative_net_blocks()
   if table.host["negative_net_blocks"]:
@@ -115,6 +203,3 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
                     "count as 0 ms): %s", len(table.host["negative_net_blocks"]),
                     table.host["negative_net_blocks"][:8])
   table.save(path)
-  logging.info("Table complete: %s (%d entries, %.0f s of timing in all)", path,
-               len(table.entries), table.host.get("build_seconds", 0.0))
-  return table

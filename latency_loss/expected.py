@@ -2,9 +2,8 @@
 
 `probs` follow the convention of `models/search_space.py`:
   {"depth": [n_depth], "hidden": [n_hidden], "heads": [L, n_heads], "ffn": [L, n_ffn]}
-and `table` is `latency_loss.table.table_arrays(...)` (net block costs in ms):
-  {"embeddings": [n_hidden], "head": [n_hidden], "layer": [n_hidden, n_heads, n_ffn],
-   "overhead": [], "depth_choices": [n_depth]}
+and `table` is `latency_loss.table.table_arrays(...)` (the cost model, in ms):
+  {"fixed": [n_hidden], "layer": [n_hidden, n_heads, n_ffn], "depth_choices": [n_depth]}
 
 Decisions are treated as independent, and depth is nested: layer i (0-based) runs iff the
 chosen depth is > i, so P(layer i active) = sum of the depth probabilities of choices > i.
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_TABLE_KEYS = ("embeddings", "head", "layer", "overhead", "depth_choices")
+_TABLE_KEYS = ("fixed", "layer", "depth_choices")
 _PROB_KEYS = ("depth", "hidden", "heads", "ffn")
 
 
@@ -39,8 +38,9 @@ def _check_shapes(table: Mapping[str, jax.Array], probs: Mapping[str, jax.Array]
               "heads": (max_layers, n_heads), "ffn": (max_layers, n_ffn)}
   bad = [f"probs['{k}'] has shape {tuple(np.shape(probs[k]))}, expected {v}"
          for k, v in expected.items() if tuple(np.shape(probs[k])) != v]
-  bad += [f"table['{k}'] has shape {tuple(np.shape(table[k]))}, expected ({n_hidden},)"
-          for k in ("embeddings", "head") if tuple(np.shape(table[k])) != (n_hidden,)]
+  if tuple(np.shape(table["fixed"])) != (n_hidden,):
+    bad.append(f"table['fixed'] has shape {tuple(np.shape(table['fixed']))}, expected "
+               f"({n_hidden},)")
   if bad:
     raise ValueError("expected_latency_ms: " + "; ".join(bad))
 
@@ -56,8 +56,8 @@ def expected_latency_ms(table: Mapping[str, jax.Array],
                         probs: Mapping[str, jax.Array]) -> jax.Array:
   """E[latency] in ms of the relaxed architecture `probs` (see module docstring).
 
-  E = overhead + p(h)·(emb + head) + sum_i P(layer i active) sum_{h,a,f} p(h) p_i(a) p_i(f)
-  T[h, a, f].  Differentiable in `probs` (and in the table values).
+  E = p(h)·fixed + sum_i P(layer i active) sum_{h,a,f} p(h) p_i(a) p_i(f) T[h, a, f].
+  Differentiable in `probs` (and in the table values).
 
   Raises:
     ValueError: a missing key or a shape that disagrees with the table.
@@ -68,8 +68,7 @@ def expected_latency_ms(table: Mapping[str, jax.Array],
   per_layer = jnp.einsum("h,la,lf,haf->l", p_hidden, probs["heads"], probs["ffn"],
                          table["layer"])
   active = layer_active_probs(probs["depth"], table["depth_choices"], max_layers)
-  return (table["overhead"] + p_hidden @ (table["embeddings"] + table["head"])
-          + active @ per_layer)
+  return p_hidden @ table["fixed"] + active @ per_layer
 
 
 def fbnet_loss(task_loss: jax.Array, latency_ms: jax.Array, alpha: float = 0.2,

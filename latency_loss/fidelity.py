@@ -18,7 +18,7 @@ from absl import logging
 import numpy as np
 from scipy import stats as scipy_stats
 
-from latency_loss.backends.base import make_backend
+from latency_loss.backends import base as backends
 from latency_loss.host import contention
 from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
@@ -29,6 +29,14 @@ def sample_archs(table: CostTable, num: int, seed: int) -> list[Arch]:
   """The largest architecture plus `num - 1` random ones (the extremes matter most)."""
   rng = np.random.default_rng(seed)
   return [table.space.largest_arch()] + [table.space.random_arch(rng) for _ in range(num - 1)]
+
+
+def one_depth_table(table: CostTable) -> CostTable:
+  """`table` without its context models below the largest depth: its cost model is then fitted
+  on one depth only (the ablation of the two-depth fit)."""
+  return dataclasses.replace(table, entries={
+      key: entry for key, entry in table.entries.items()
+      if not (key.startswith("context/") and "_d" in key)})
 
 
 def summarize(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -69,30 +77,41 @@ def validate(table: CostTable, num_archs: int, seed: int, rounds: int = 1) -> di
   biased low against the table's single-pass medians.)
   """
   protocol = TimingProtocol(**table.protocol)
-  backend = make_backend(table.space, table.runtime, protocol)
+  backend = backends.make_backend(table.space, table.runtime, protocol)
+  # Timed against the table's own reference, in its units: the check holds under other load.
+  reference = backends.table_reference(table.host, backend)
   archs = sample_archs(table, num_archs, seed)
-  medians = [[] for _ in archs]
+  medians, raw, loads = ([[] for _ in archs] for _ in range(3))
   for r in range(rounds):
     for i, arch in enumerate(archs):
-      stats = backend.measure_arch(arch)
+      stats = backends.measure(backend.arch_call(arch), protocol, reference)
       medians[i].append(stats.median_ms)
+      raw[i].append(stats.raw_ms or stats.median_ms)
+      loads[i].append(stats.other_load)
       logging.info("round %d/%d [%d/%d] predicted %7.3f measured %7.3f ms (%+.1f%%) %s", r + 1,
                    rounds, i + 1, num_archs, table.predict_ms(arch), stats.median_ms,
                    100 * (table.predict_ms(arch) / stats.median_ms - 1), arch.to_json())
   records = [{"arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
               "predicted_isolated_ms": table.predict_ms(arch, context=False),
-              "measured_ms": float(np.median(m)), "round_medians_ms": m}
-             for arch, m in zip(archs, medians)]
+              "measured_ms": float(np.median(m)), "round_medians_ms": m,
+              "raw_measured_ms": float(np.median(w)), "other_load": max(o)}
+             for arch, m, w, o in zip(archs, medians, raw, loads)]
   measured = [r["measured_ms"] for r in records]
+  one_depth = one_depth_table(table)
   return {"summary": summarize([r["predicted_ms"] for r in records], measured),
-          # The ablation: isolated block costs without the layer interaction factor.
+          # The ablations: isolated block costs without the fitted cost model; the cost model
+          # fitted on the largest depth only (as before tables had two); timings not against the
+          # reference.
           "summary_without_context_factor": summarize(
               [r["predicted_isolated_ms"] for r in records], measured),
+          "summary_one_depth": summarize([one_depth.predict_ms(a) for a in archs], measured),
+          "summary_raw_timings": summarize([r["predicted_ms"] for r in records],
+                                           [r["raw_measured_ms"] for r in records]),
           # Without the rounds: each model's first pass only.
           "summary_first_round_only": summarize([r["predicted_ms"] for r in records],
                                                 [m[0] for m in medians]),
           "context_factors": {h: table.context_factor(h) for h in table.space.hidden_choices},
-          "rounds": rounds, "records": records}
+          "against_reference": reference is not None, "rounds": rounds, "records": records}
 
 
 def write_results(result: dict, table: CostTable, table_path: str, out: str, command: str,
@@ -125,8 +144,12 @@ def write_results(result: dict, table: CostTable, table_path: str, out: str, com
   lines += [""] + [
       f"- {label}: MAPE {other['mape_pct']:.2f}%, within 10% {other['within_10pct']:.2f}, "
       f"max error {other['max_abs_error_pct']:.1f}%."
-      for label, other in (("Without the layer interaction (context) factor",
+      for label, other in (("Isolated blocks, without the fitted cost model",
                             result["summary_without_context_factor"]),
+                           ("Cost model fitted on the largest depth only",
+                            result["summary_one_depth"]),
+                           ("Whole models timed alone, not against the reference",
+                            result["summary_raw_timings"]),
                            ("First round only (no median over rounds)",
                             result["summary_first_round_only"]))]
   lines += [f"Measured = median over {result['rounds']} rounds of each model's median.",

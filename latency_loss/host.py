@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import jax
 from absl import logging
+
+from latency_loss import timing
 
 
 def cpu_model() -> str:
@@ -73,3 +76,44 @@ def host_facts(backend_facts: dict[str, str]) -> dict[str, object]:
           "platform": platform.platform(),
           "python": platform.python_version(), "jax": jax.__version__,
           "contention_at_start": contention(), **backend_facts}
+
+
+def other_load(seconds: float = 1.0) -> float:
+  """CPU cores' worth of other processes' time over the next `seconds` (this one sleeps)."""
+  before, start = timing.cpu_seconds(), time.perf_counter()
+  time.sleep(seconds)
+  return timing.other_load_since(before, time.perf_counter() - start)
+
+
+class QuietWaiter:
+  """Waits for other processes to go quiet: at most `max_wait_s` at a time, `budget_s` in all.
+
+  A table build waits when a measurement was contended, rather than keep timing under load;
+  past the limits it goes on (timing against its reference holds under load), so a machine
+  that is never quiet slows a build by at most the budget.
+  """
+
+  def __init__(self, max_load: float, budget_s: float, max_wait_s: float = 60.0,
+               log_every_s: float = 30.0):
+    self.max_load, self.budget_s = max_load, budget_s
+    self.max_wait_s, self.log_every_s = max_wait_s, log_every_s
+    self.waited_s = 0.0
+
+  def wait(self) -> bool:
+    """Whether other processes take <= max_load cores (over 1 s windows) now, after waiting
+    for it within the limits. Logs a line every `log_every_s` while it waits."""
+    start = logged = time.perf_counter()
+    while self.waited_s < self.budget_s and time.perf_counter() - start < self.max_wait_s:
+      window = time.perf_counter()
+      load = other_load(1.0)
+      self.waited_s += time.perf_counter() - window
+      if load <= self.max_load:
+        return True
+      if time.perf_counter() - logged >= self.log_every_s:
+        logged = time.perf_counter()
+        logging.info("Waiting for a quiet machine: other processes take %.2f cores (limit "
+                     "%.2f); waited %.0f s (at most %.0f s at a time, %.0f s in all).", load,
+                     self.max_load, self.waited_s, self.max_wait_s, self.budget_s)
+    if time.perf_counter() - start >= 1.0:
+      logging.info("Going on under other load (waited %.0f s in all).", self.waited_s)
+    return False

@@ -2,12 +2,17 @@
 
 A table stores the *raw* time of every block and null block (see `blocks.py`): entry "ms" is
 the protocol's statistic (the median on host backends; benchmark_model's mean on android,
-unless its log has a median), other fields are spread details. The cost model is derived:
+unless its log has a median), in the units of the table's reference model when it has one
+(`host["reference"]`), other fields are spread details. The cost model is derived, per hidden
+size h:
 
-  predict(arch) = null_model + sum over arch's blocks b of c_b * (raw(b) - raw(null(b)))
+  predict(arch) = fixed(h) + factor(h) * sum over arch's layers l of (raw(l) - raw(null(l)))
 
-where c_b = 1 except for layers, c_b = context_factor(hidden): the measured interaction
-factor of layers inside a whole model (see `blocks.py`).
+fitted on this host through the table's context models (whole models of h at the largest and
+smallest depth, `blocks.context_blocks`): the line through (sum of their isolated layer costs,
+their measured time). `fixed` is what a model pays besides its layers (invocation, embeddings,
+head), `factor` how layers interact inside a whole model. A table with one context model per h
+(built before there were two) keeps fixed(h) = null model + embeddings + head, net.
 
 JSON layout (format_version 1):
 
@@ -31,7 +36,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from latency_loss.blocks import Block, NULL_MODEL_KEY, arch_blocks, reference_arch, space_blocks
+from latency_loss.blocks import (Block, NULL_MODEL_KEY, arch_blocks, context_arch, context_blocks,
+                                 space_blocks)
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import Stats
 from models.files import atomic_write
@@ -91,26 +97,50 @@ class CostTable:
             and b.as_null().key in self.entries
             and self._raw(b.key) < self._raw(b.as_null().key)]
 
+  def layer_fit(self, hidden: int) -> tuple[float, float]:
+    """(fixed ms, layer factor) of `hidden`'s cost model, fitted on its context models.
+
+    Both are kept >= 0: a negative factor or fixed cost is timing noise of a tiny space.
+    """
+    isolated_fixed = self.overhead_ms() + sum(
+        self._isolated_ms(Block(kind, hidden)) for kind in ("embeddings", "head"))
+    points = [(sum(self._isolated_ms(b) for b in arch_blocks(context_arch(self.space, block))
+                   if b.kind == "layer"), self._raw(block.key))
+              for block in context_blocks(self.space, hidden) if block.key in self.entries]
+    if not points:
+      raise ValueError(f"cost table has no entry '{Block('context', hidden).key}'")
+    (x0, y0), rest = points[0], points[1:]
+    if not rest or all(x == x0 for x, _ in rest):
+      return isolated_fixed, (max(0.0, (y0 - isolated_fixed) / x0) if x0 > 0 else 1.0)
+    factor, fixed = np.polyfit([x for x, _ in points], [y for _, y in points], 1)
+    if factor < 0:
+      factor = 0.0
+      fixed = float(np.mean([y for _, y in points]))
+    return max(0.0, float(fixed)), float(factor)
+
   def context_factor(self, hidden: int) -> float:
-    """Measured interaction factor of layers at `hidden`: their time inside the context
-    model over the sum of their isolated costs (never below 0; 1 when the layers cost 0)."""
-    key = Block("context", hidden).key
-    blocks = arch_blocks(reference_arch(self.space, hidden))
-    inside = self._raw(key) - self.overhead_ms() - sum(
-        self._isolated_ms(b) for b in blocks if b.kind != "layer")
-    alone = sum(self._isolated_ms(b) for b in blocks if b.kind == "layer")
-    return max(0.0, inside / alone) if alone > 0 else 1.0
+    """How layers at `hidden` interact inside a whole model: the slope of its cost model."""
+    return self.layer_fit(hidden)[1]
+
+  def fixed_ms(self, hidden: int) -> float:
+    """What a whole model at `hidden` pays besides its layers, fitted on this host."""
+    return self.layer_fit(hidden)[0]
 
   def cost_ms(self, block: Block, context: bool = True) -> float:
-    """Net cost of a block inside a model; layers scaled by `context_factor` if `context`."""
+    """Net cost of a block; layers scaled by their `context_factor` if `context`."""
     cost = self._isolated_ms(block)
     if context and block.kind == "layer":
       cost *= self.context_factor(block.hidden)
     return cost
 
   def predict_ms(self, arch: Arch, context: bool = True) -> float:
-    """Predicted whole-model latency of `arch` (`context=False`: no interaction factor)."""
-    return self.overhead_ms() + sum(self.cost_ms(b, context) for b in arch_blocks(arch))
+    """Predicted whole-model latency of `arch`: the fitted cost model, or with
+    `context=False` the plain sum of isolated block costs plus the null model."""
+    layers = sum(self.cost_ms(b, context) for b in arch_blocks(arch) if b.kind == "layer")
+    if context:
+      return self.fixed_ms(arch.hidden_size) + layers
+    return self.overhead_ms() + layers + sum(
+        self.cost_ms(b, context) for b in arch_blocks(arch) if b.kind != "layer")
 
   # ------------------------------------------------------------------------- checking
 
@@ -195,12 +225,12 @@ def load_table(path: str, expect: Optional[RuntimeSpec] = None,
 
 
 def table_arrays(table: CostTable, space: SearchSpace) -> dict[str, np.ndarray]:
-  """Net block costs (ms) as dense arrays indexed like the space's choices.
+  """The cost model as dense arrays indexed like the space's choices (ms).
 
   Returns:
-    {"embeddings": [n_hidden], "head": [n_hidden], "layer": [n_hidden, n_heads, n_ffn],
-     "overhead": [], "depth_choices": [n_depth]} -- the input of
-    `expected.expected_latency_ms`.
+    {"fixed": [n_hidden] (what a model pays besides its layers), "layer": [n_hidden, n_heads,
+     n_ffn] (net layer costs, times their context factor), "depth_choices": [n_depth]} -- the
+    input of `expected.expected_latency_ms`.
   """
   missing = table.missing(space)
   if missing:
@@ -209,7 +239,5 @@ def table_arrays(table: CostTable, space: SearchSpace) -> dict[str, np.ndarray]:
   hs, as_, fs = space.hidden_choices, space.head_choices, space.ffn_choices
   layer = np.array([[[table.cost_ms(Block("layer", h, a, f)) for f in fs] for a in as_]
                     for h in hs])
-  return {"embeddings": np.array([table.cost_ms(Block("embeddings", h)) for h in hs]),
-          "head": np.array([table.cost_ms(Block("head", h)) for h in hs]),
-          "layer": layer, "overhead": np.array(table.overhead_ms()),
+  return {"fixed": np.array([table.fixed_ms(h) for h in hs]), "layer": layer,
           "depth_choices": np.array(space.depth_choices)}

@@ -44,20 +44,27 @@ class TimingProtocol:
 
 @dataclasses.dataclass(frozen=True)
 class Stats:
-  """Summary of timed runs, in milliseconds."""
+  """Summary of timed runs, in milliseconds.
+
+  A measurement against a `Reference` (`time_relative`) is in the reference's quiet units:
+  every statistic is of the per-round ratio to the reference times its quiet latency; `raw_ms`
+  and `reference_ms` are the medians actually timed.
+  """
   median_ms: float
   iqr_ms: float    # interquartile range: spread robust to outliers
   mad_ms: float    # median absolute deviation
   min_ms: float
   runs: int
   other_load: float = 0.0  # CPU cores' worth of other processes' time during the runs.
+  raw_ms: Optional[float] = None
+  reference_ms: Optional[float] = None
 
   @classmethod
-  def from_samples(cls, samples_ms: np.ndarray, other_load: float = 0.0) -> "Stats":
+  def from_samples(cls, samples_ms: np.ndarray, other_load: float = 0.0, **extra) -> "Stats":
     s = np.asarray(samples_ms, np.float64)
     q1, med, q3 = np.percentile(s, [25, 50, 75])
     return cls(float(med), float(q3 - q1), float(np.median(np.abs(s - med))), float(s.min()),
-               int(s.size), float(other_load))
+               int(s.size), float(other_load), **extra)
 
 
 MIN_ACCOUNTED_SECONDS = 0.25
@@ -78,8 +85,20 @@ def cpu_seconds() -> Optional[tuple[float, float]]:
   return busy / tick, (int(own[11]) + int(own[12])) / tick  # utime, stime: fields 14, 15.
 
 
-def _time_rounds(fns: Sequence[Callable[[], object]], protocol: TimingProtocol) -> list[Stats]:
-  """One measurement of each of `fns`, calling them in turn (one call each per round)."""
+def other_load_since(before: Optional[tuple[float, float]], wall: float) -> float:
+  """CPU cores' worth of other processes' time since `before` (a `cpu_seconds()`), over `wall`
+  seconds; 0 when unknown, or over windows too short for /proc's 10 ms ticks (there one tick
+  reads as many cores)."""
+  after = cpu_seconds()
+  if not (before and after) or wall < MIN_ACCOUNTED_SECONDS:
+    return 0.0
+  return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall
+
+
+def _time_rounds(fns: Sequence[Callable[[], object]],
+                 protocol: TimingProtocol) -> tuple[list[np.ndarray], float]:
+  """Each of `fns` timed, calling them in turn (one call each per round): the samples (ms) of
+  each, and the other processes' load meanwhile."""
   for fn in fns:
     for _ in range(protocol.warmup):
       fn()
@@ -91,27 +110,23 @@ def _time_rounds(fns: Sequence[Callable[[], object]], protocol: TimingProtocol) 
       start = time.perf_counter()
       fn()
       fn_samples.append(time.perf_counter() - start)
-  after, wall = cpu_seconds(), time.perf_counter() - wall
-  other = 0.0
-  # /proc counts in clock ticks (10 ms): over a shorter window one tick reads as many cores, so
-  # other load is only measured over windows of MIN_ACCOUNTED_SECONDS or more.
-  if before and after and wall >= MIN_ACCOUNTED_SECONDS:
-    other = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall
-  return [Stats.from_samples(np.array(s) * 1e3, other) for s in samples]
+  other = other_load_since(before, time.perf_counter() - wall)
+  return [np.array(s) * 1e3 for s in samples], other
 
 
-def _least_contended(measure: Callable[[], list[Stats]], protocol: TimingProtocol) -> list[Stats]:
+def _least_contended(measure: Callable[[], tuple[list[np.ndarray], float]],
+                     protocol: TimingProtocol) -> tuple[list[np.ndarray], float]:
   """`measure()`, repeated while other processes take more than `protocol.max_other_load`
   cores (up to `protocol.retries` times); the least contended result."""
   best = None
   for attempt in range(protocol.retries + 1):
-    stats = measure()
-    if best is None or stats[0].other_load < best[0].other_load:
-      best = stats
-    if stats[0].other_load <= protocol.max_other_load:
-      return stats
+    samples, other = measure()
+    if best is None or other < best[1]:
+      best = samples, other
+    if other <= protocol.max_other_load:
+      return samples, other
     logging.warning("Other processes took %.2f cores while timing (limit %.2f); %s",
-                    stats[0].other_load, protocol.max_other_load,
+                    other, protocol.max_other_load,
                     f"retrying in {protocol.retry_wait_s:g} s" if attempt < protocol.retries
                     else "keeping the least contended measurement")
     if attempt < protocol.retries:
@@ -126,7 +141,8 @@ def time_callable(fn: Callable[[], object], protocol: TimingProtocol) -> Stats:
   repeated (up to `protocol.retries` times); the least contended one is returned, its
   `other_load` recorded.
   """
-  return _least_contended(lambda: _time_rounds([fn], protocol), protocol)[0]
+  samples, other = _least_contended(lambda: _time_rounds([fn], protocol), protocol)
+  return Stats.from_samples(samples[0], other)
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]],
@@ -136,8 +152,35 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]],
   Latencies measured one after the other are not comparable on a machine whose speed changes
   during the measurement (on shared cloud VMs, 2-thread latencies were seen to switch between two
   levels 15% apart every few seconds, with no other process running): interleaved, every
-  callable sees the same mix of levels, so their ratios hold. `protocol.runs` and `min_seconds` count rounds; contention is
-  handled as in `time_callable`.
+  callable sees the same mix of levels, so their ratios hold. `protocol.runs` and `min_seconds`
+  count rounds; contention is handled as in `time_callable`.
   """
-  stats = _least_contended(lambda: _time_rounds(list(fns.values()), protocol), protocol)
-  return dict(zip(fns, stats))
+  samples, other = _least_contended(lambda: _time_rounds(list(fns.values()), protocol), protocol)
+  return {name: Stats.from_samples(s, other) for name, s in zip(fns, samples)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """A fixed model every measurement is timed against, and its latency on a quiet machine.
+
+  Attributes:
+    call: one call of the reference model.
+    quiet_ms: its median latency measured on a quiet machine (the units of a table).
+  """
+  call: Callable[[], object]
+  quiet_ms: float
+
+
+def time_relative(fn: Callable[[], object], reference: Reference,
+                  protocol: TimingProtocol) -> Stats:
+  """Times `fn` interleaved with the reference (one call of each per round), in the
+  reference's quiet units: the per-round ratio fn / reference, times `reference.quiet_ms`.
+
+  Other load and the machine's speed levels slow both calls of a round alike, so the ratio, and
+  the result, hold on a busy machine where a plain timing would not. The measurement is not
+  repeated under load (it need not be); its `other_load` is recorded for the caller to flag.
+  """
+  (fn_ms, reference_ms), other = _time_rounds([fn, reference.call], protocol)
+  return Stats.from_samples(fn_ms / reference_ms * reference.quiet_ms, other,
+                            raw_ms=float(np.median(fn_ms)),
+                            reference_ms=float(np.median(reference_ms)))

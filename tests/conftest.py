@@ -12,7 +12,7 @@ from flax import nnx
 from configs import cost_table as cost_table_config
 from latency_loss import builder
 from latency_loss.backends import android
-from latency_loss.blocks import Block, arch_blocks, reference_arch, space_blocks
+from latency_loss.blocks import arch_blocks, context_arch, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable
 from latency_loss.timing import Stats
@@ -101,12 +101,14 @@ def random_cost_table(space: SearchSpace, seed: int = 0, scale: float = 1.0) -> 
   rng = np.random.default_rng(seed)
   table = CostTable(space=space, runtime=RuntimeSpec(), host={}, protocol={})
   for block in space_blocks(space):
-    ms = scale * float(rng.uniform(0.01, 0.05) if block.null else rng.uniform(0.1, 5.0))
-    table.add(block, Stats(ms, 0.0, 0.0, ms, 1))
-  for h in space.hidden_choices:  # context models 0-20% slower than their isolated blocks
-    ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * rng.uniform(1.0, 1.2)
-                                   for b in arch_blocks(reference_arch(space, h)))
-    table.add(Block("context", h), Stats(ms, 0.0, 0.0, ms, 1))
+    if block.kind != "context":
+      ms = scale * float(rng.uniform(0.01, 0.05) if block.null else rng.uniform(0.1, 5.0))
+      table.add(block, Stats(ms, 0.0, 0.0, ms, 1))
+  for block in space_blocks(space):  # Context models 0-20% slower than their isolated blocks.
+    if block.kind == "context":
+      ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * rng.uniform(1.0, 1.2)
+                                     for b in arch_blocks(context_arch(space, block)))
+      table.add(block, Stats(ms, 0.0, 0.0, ms, 1))
   return table
 
 

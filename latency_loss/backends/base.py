@@ -9,28 +9,47 @@ TensorFlow.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from latency_loss.blocks import Block
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.timing import Stats, TimingProtocol
+from latency_loss.timing import Reference, Stats, TimingProtocol, time_callable, time_relative
 from models.search_space import Arch, SearchSpace
 
 
 class LatencyBackend(Protocol):
-  """Times the blocks of a search space and whole architectures on one runtime.
+  """Prepares the blocks of a search space and whole architectures for timing on one runtime.
 
-  Constructed as `Backend(space, runtime, protocol)` (see `make_backend`).
+  Constructed as `Backend(space, runtime, protocol)` (see `make_backend`). A backend compiles and
+  loads; `measure` times, the same way for every backend (alone, or against a reference).
   """
 
   def facts(self) -> dict[str, str]:
     """Versions and settings of the runtime, recorded in every table it builds."""
 
-  def measure_block(self, block: Block) -> Stats:
-    """The latency of one block (or null block) of the space, alone."""
+  def block_call(self, block: Block) -> Callable[[], object]:
+    """One complete call (inputs in, outputs out) of a block (or null block) of the space."""
 
-  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
-    """The latency of a whole model of `arch` (random weights: latency does not need others)."""
+  def arch_call(self, arch: Arch, seed: int = 0) -> Callable[[], object]:
+    """One complete call of a whole model of `arch` (random weights: latency needs no others)."""
+
+
+def measure(call: Callable[[], object], protocol: TimingProtocol,
+            reference: Reference | None = None) -> Stats:
+  """The latency of `call`: against `reference` when given (`timing.time_relative`: in its
+  quiet units, robust to other load), else alone (`timing.time_callable`)."""
+  if reference is None:
+    return time_callable(call, protocol)
+  return time_relative(call, reference, protocol)
+
+
+def table_reference(host: Mapping[str, Any], backend: LatencyBackend) -> Reference | None:
+  """The reference a table's entries were timed against (`host["reference"]`), ready to time
+  against again; None for tables timed without one (phones, older tables)."""
+  recorded = host.get("reference")
+  if not recorded:
+    return None
+  return Reference(backend.block_call(Block(**recorded["block"])), recorded["quiet_ms"])
 
 
 # RuntimeSpec.backend -> "module:class" of the backends that time on this host. "android" runs

@@ -8,13 +8,13 @@ import hashlib
 import importlib.metadata
 import os
 import tempfile
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
 
-from latency_loss.blocks import Block, reference_arch
+from latency_loss.blocks import Block, context_arch
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import Stats, TimingProtocol, time_interleaved
 from models import tf_bert
@@ -60,7 +60,7 @@ def build_module(block: Block, space: SearchSpace) -> tf.Module:
   if block.kind == "layer":
     return tf_bert.EncoderLayerModule(space, h, block.heads, block.ffn)
   if block.kind == "context":
-    return tf_bert.BertModule(reference_arch(space, h), space)
+    return tf_bert.BertModule(context_arch(space, block), space)
   return tf_bert.HeadModule(space, h)
 
 
@@ -119,21 +119,18 @@ def random_inputs(runner: litert.SignatureRunner, space: SearchSpace,
   return feeds
 
 
+def model_call(model: bytes, space: SearchSpace, runtime: RuntimeSpec) -> Callable[[], object]:
+  """One full signature-runner call of `model` (set inputs, invoke, read outputs)."""
+  runner = make_interpreter(model, runtime).get_signature_runner()
+  return functools.partial(runner, **random_inputs(runner, space))
+
+
 def time_models(models: Mapping[str, bytes], space: SearchSpace, runtime: RuntimeSpec,
                 protocol: TimingProtocol) -> dict[str, Stats]:
-  """Times one full signature-runner call (set inputs, invoke, read outputs) of each model,
-  interleaved (`timing.time_interleaved`: their ratios hold if the machine's speed changes)."""
-  calls = {}
-  for name, model in models.items():
-    runner = make_interpreter(model, runtime).get_signature_runner()
-    calls[name] = functools.partial(runner, **random_inputs(runner, space))
-  return time_interleaved(calls, protocol)
-
-
-def time_model(model: bytes, space: SearchSpace, runtime: RuntimeSpec,
-               protocol: TimingProtocol) -> Stats:
-  """Times one full signature-runner call of `model`."""
-  return time_models({"model": model}, space, runtime, protocol)["model"]
+  """Times one full call of each model, interleaved (`timing.time_interleaved`: their ratios
+  hold if the machine's speed changes)."""
+  return time_interleaved({name: model_call(model, space, runtime)
+                           for name, model in models.items()}, protocol)
 
 
 class TFLiteBackend:
@@ -156,9 +153,8 @@ class TFLiteBackend:
   def convert(self, module: tf.Module) -> bytes:
     return tf_bert.convert_to_tflite(module, self.runtime.precision)
 
-  def measure_block(self, block: Block) -> Stats:
-    return time_model(self.convert(build_module(block, self.space)), self.space, self.runtime,
-                      self.protocol)
+  def block_call(self, block: Block) -> Callable[[], object]:
+    return model_call(self.convert(build_module(block, self.space)), self.space, self.runtime)
 
   def arch_model(self, arch: Arch, seed: int = 0) -> bytes:
     """The whole model of `arch` with random weights (converted once per backend, then reused)."""
@@ -170,6 +166,5 @@ class TFLiteBackend:
     with open(path, "rb") as f:
       return f.read()
 
-  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
-    """Times the whole model of `arch`."""
-    return time_model(self.arch_model(arch, seed), self.space, self.runtime, self.protocol)
+  def arch_call(self, arch: Arch, seed: int = 0) -> Callable[[], object]:
+    return model_call(self.arch_model(arch, seed), self.space, self.runtime)

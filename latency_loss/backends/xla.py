@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from latency_loss.blocks import Block, reference_arch
+from latency_loss.blocks import Block, context_arch
 from latency_loss.runtime import RuntimeSpec
-from latency_loss.timing import Stats, TimingProtocol, time_callable
+from latency_loss.timing import TimingProtocol
 from models import bert
 from models.search_space import Arch, SearchSpace
 
@@ -61,7 +61,7 @@ def block_fn(block: Block, space: SearchSpace) -> tuple[Callable, tuple]:
             "layer": (x["hidden"], x["mask"]), "head": (x["hidden"],)}[block.kind]
     return jax.jit(lambda *a: jnp.broadcast_to(a[0].ravel()[0].astype(jnp.float32), shape)), args
   if block.kind == "context":
-    return _classifier_fn(reference_arch(space, block.hidden), space, 0)
+    return _classifier_fn(context_arch(space, block), space, 0)
   if block.kind == "embeddings":
     module = bert.Embeddings(_config(space, block.hidden, (1,), (1,)), rngs=rngs)
     fn, args = (lambda m, ids, types: m(ids, types)), (x["ids"], x["types"])
@@ -112,11 +112,13 @@ class XLABackend:
     device = jax.devices()[0]
     return {"jax_device": f"{device.platform}:{device.device_kind}"}
 
-  def _time(self, fn: Callable, args: tuple) -> Stats:
-    return time_callable(lambda: jax.block_until_ready(fn(*args)), self.protocol)
+  def block_call(self, block: Block) -> Callable[[], object]:
+    return _call(*block_fn(block, self.space))
 
-  def measure_block(self, block: Block) -> Stats:
-    return self._time(*block_fn(block, self.space))
+  def arch_call(self, arch: Arch, seed: int = 0) -> Callable[[], object]:
+    return _call(*_classifier_fn(arch, self.space, seed))
 
-  def measure_arch(self, arch: Arch, seed: int = 0) -> Stats:
-    return self._time(*_classifier_fn(arch, self.space, seed))
+
+def _call(fn: Callable, args: tuple) -> Callable[[], object]:
+  """One call, waited for: XLA dispatches asynchronously."""
+  return lambda: jax.block_until_ready(fn(*args))

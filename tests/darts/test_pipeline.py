@@ -162,6 +162,7 @@ def test_a_uniformly_slower_table_gives_the_same_target_and_arch(tmp_path, make_
   for scale in (1.0, 1.8):
     config = pipeline_config.get_config(None)
     config.latency.target_fraction = 0.75  # The random table's smallest arch is at ~0.5.
+    config.latency.table_tolerance = 0.0  # The host's measurement is not the point here.
     config.latency_table = str(tmp_path / f"table_{scale}.json")
     make_cost_table(space, scale=scale).save(config.latency_table)
     layout = stages.run(config, str(tmp_path / f"run_{scale}"), stages=["target"])
@@ -173,3 +174,27 @@ def test_a_uniformly_slower_table_gives_the_same_target_and_arch(tmp_path, make_
   assert targets[1]["target_ms"] == pytest.approx(1.8 * targets[0]["target_ms"])
   assert targets[0]["target_ms"] == pytest.approx(0.75 * targets[0]["base_predicted_ms"])
   assert archs[0] == archs[1] and archs[0] != space.largest_arch()
+
+
+@pytest.mark.parametrize("measured_ms, refused", [([1.04], False), ([1.3, 1.05], False),
+                                                  ([1.3, 1.25], True)])
+def test_a_table_that_does_not_describe_this_machine_is_refused(
+    tmp_path, make_cost_table, monkeypatch, measured_ms, refused):
+  space = search_space.get_space("minilm")
+  config = pipeline_config.get_config(None)
+  config.latency_table = str(tmp_path / "table.json")
+  table = make_cost_table(space)
+  table.save(config.latency_table)
+  predicted = table.predict_ms(space.largest_arch())
+  timings = iter(measured_ms)
+  monkeypatch.setattr(stages, "measure_arch_ms", lambda table, arch: next(timings) * predicted)
+  workdir = tmp_path / "run"
+  if not refused:  # Within 10%, at once or when measured again (a burst of other load).
+    layout = stages.run(config, str(workdir), stages=["target"])
+    target = json.loads(layout.target_file.read_text())
+    assert target["base_measured_ms"] == pytest.approx(measured_ms[-1] * predicted)
+    return
+  with pytest.raises(ValueError, match=r"predicts .* but it measures .* \(-20%, beyond "
+                                       r"latency.table_tolerance=10%\).*Nothing was written"):
+    stages.run(config, str(workdir), stages=["target"])
+  assert not (workdir / "target.json").exists()

@@ -10,6 +10,7 @@ import pytest
 
 from configs import cost_table as cost_table_config
 from latency_loss import builder, host
+from latency_loss.backends import base as backends
 from latency_loss.blocks import space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import load_table
@@ -42,22 +43,27 @@ def test_resume_keeps_entries_and_measures_only_missing(tmp_path, config, monkey
   builder.build_table(config, str(tmp_path))
   path = tmp_path / builder.TABLE_NAME
   table = load_table(str(path))
-  kept = dict(table.entries)
   dropped = space_blocks(table.space)[-1].key
   del table.entries[dropped]
+  for entry in table.entries.values():  # None contended: none is timed again at the end.
+    entry["other_load"] = 0.0
   table.save(str(path))
-  measured = []
-  original = builder.make_backend
+  kept = dict(table.entries)
+  prepared = []
+  original = backends.make_backend
 
   def spy(*args):
     backend = original(*args)
-    measure = backend.measure_block
-    backend.measure_block = lambda block: measured.append(block.key) or measure(block)
+    block_call = backend.block_call
+    backend.block_call = lambda block: prepared.append(block.key) or block_call(block)
     return backend
 
-  monkeypatch.setattr(builder, "make_backend", spy)
+  monkeypatch.setattr(backends, "make_backend", spy)
   resumed = builder.build_table(config, str(tmp_path))
-  assert measured == [dropped]
+  # The reference, to time against in the units the table's entries are in, then the missing
+  # block; the reference keeps its first quiet latency.
+  assert prepared == [table.host["reference"]["key"], dropped]
+  assert resumed.host["reference"]["quiet_ms"] == table.host["reference"]["quiet_ms"]
   assert {k: v for k, v in resumed.entries.items() if k != dropped} == {
       k: v for k, v in kept.items() if k != dropped}
 
@@ -129,10 +135,11 @@ def test_a_refused_resume_is_one_line_and_new_run_starts_beside_it(tmp_path):
 
 
 def test_the_default_log_has_progress_but_no_converter_chatter(tmp_path):
-  # 21 TFLite conversions: TensorFlow's C++ logs two warnings for each unless kept quiet.
+  # A TFLite conversion per block: TensorFlow's C++ logs two warnings for each unless quiet.
+  blocks = len(space_blocks(get_space("tiny")))
   quiet = _build_table_log(tmp_path / "quiet")
-  assert "[21/21]" in quiet and "Table complete" in quiet
-  assert quiet.count("/21] ") < 21  # A progress line every ~30 s, not one per block.
+  assert f"[{blocks}/{blocks}]" in quiet and "Table complete" in quiet
+  assert quiet.count(f"/{blocks}] ") < blocks  # A progress line every ~30 s, not one per block.
   assert "Ignored output_format" not in quiet and "drop_control_dependency" not in quiet
   # --verbosity asks for TensorFlow's own lines back.
   assert "Ignored output_format" in _build_table_log(tmp_path / "verbose", "--verbosity=1")

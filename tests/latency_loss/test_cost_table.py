@@ -3,10 +3,11 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from latency_loss.blocks import (NULL_MODEL_KEY, Block, arch_blocks, reference_arch,
-                                 space_blocks)
+from latency_loss.blocks import (NULL_MODEL_KEY, Block, arch_blocks, context_arch,
+                                 reference_arch, space_blocks)
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable, load_table, table_arrays
 from latency_loss.timing import Stats
@@ -14,19 +15,26 @@ from models.search_space import Arch, get_space
 
 SPACE = get_space("tiny")
 CONTEXT_FACTOR = 1.1
+FIXED_EXTRA_MS = 0.3  # What a whole model pays that the null blocks do not show.
+
+
+def true_ms(table: CostTable, arch: Arch) -> float:
+  """The synthetic host's whole-model latency: layers 10% slower than alone, plus a fixed cost
+  that the blocks miss."""
+  return (table.overhead_ms() + FIXED_EXTRA_MS + sum(
+      table.cost_ms(b, context=False) * (CONTEXT_FACTOR if b.kind == "layer" else 1.0)
+      for b in arch_blocks(arch)))
 
 
 def full_table(runtime=RuntimeSpec()) -> CostTable:
   table = CostTable(space=SPACE, runtime=runtime, host={"cpu_model": "test"},
                     protocol={"warmup": 1, "runs": 2, "statistic": "median"})
-  for i, block in enumerate(space_blocks(SPACE)):
+  for i, block in enumerate(b for b in space_blocks(SPACE) if b.kind != "context"):
     ms = 0.01 if block.null else 1.0 + i
     table.add(block, Stats(ms, 0.0, 0.0, ms, 2))
-  for h in SPACE.hidden_choices:  # layers run 10% slower inside the context models
-    blocks = arch_blocks(reference_arch(SPACE, h))
-    ms = table.overhead_ms() + sum(table.cost_ms(b, context=False) * (
-        CONTEXT_FACTOR if b.kind == "layer" else 1.0) for b in blocks)
-    table.add(Block("context", h), Stats(ms, 0.0, 0.0, ms, 2))
+  for block in (b for b in space_blocks(SPACE) if b.kind == "context"):
+    ms = true_ms(table, context_arch(SPACE, block))
+    table.add(block, Stats(ms, 0.0, 0.0, ms, 2))
   return table
 
 
@@ -38,17 +46,28 @@ def test_round_trip(tmp_path):
   assert not list(tmp_path.glob("*.tmp")), "atomic save leaves no temp file"
 
 
-def test_prediction_is_sum_of_net_blocks_plus_overhead():
+def test_the_cost_model_fitted_on_two_depths_predicts_every_arch():
   table = full_table()
+  assert table.context_factor(64) == pytest.approx(CONTEXT_FACTOR)
+  for seed in range(8):
+    arch = SPACE.random_arch(np.random.default_rng(seed))
+    assert table.predict_ms(arch) == pytest.approx(true_ms(table, arch))
   arch = Arch(2, 64, (1, 2), (128, 64))
   net = lambda b: table.entries[b.key]["ms"] - table.entries[b.as_null().key]["ms"]
-  want = table.entries[NULL_MODEL_KEY]["ms"] + sum(
-      net(b) * (CONTEXT_FACTOR if b.kind == "layer" else 1.0) for b in arch_blocks(arch))
-  assert table.context_factor(64) == pytest.approx(CONTEXT_FACTOR)
-  assert table.predict_ms(arch) == pytest.approx(want)
   assert table.predict_ms(arch, context=False) == pytest.approx(
       table.entries[NULL_MODEL_KEY]["ms"] + sum(net(b) for b in arch_blocks(arch)))
   assert len(arch_blocks(arch)) == 4
+
+
+def test_a_table_with_one_context_model_keeps_the_isolated_fixed_cost():
+  table = full_table()
+  for h in SPACE.hidden_choices:  # As built before tables had two depths.
+    del table.entries[Block("context", h, depth=SPACE.depth_choices[0]).key]
+  arch = context_arch(SPACE, Block("context", 64))  # The one context model left: exact there.
+  assert table.predict_ms(arch) == pytest.approx(true_ms(table, arch))
+  isolated = table.overhead_ms() + sum(table.cost_ms(b) for b in arch_blocks(arch)
+                                       if b.kind != "layer")
+  assert table.fixed_ms(arch.hidden_size) == pytest.approx(isolated)
 
 
 def test_reference_arch_mixes_choices():
@@ -60,8 +79,10 @@ def test_reference_arch_mixes_choices():
 
 def test_block_keys_unique_and_complete():
   keys = [b.key for b in space_blocks(SPACE)]
-  assert len(keys) == len(set(keys)) == 1 + 2 * 5 + 2 * 2 * 2 + 2
+  # The null model; per hidden size 5 blocks and nulls, 2 x 2 layers, 2 context models.
+  assert len(keys) == len(set(keys)) == 1 + 2 * 5 + 2 * 2 * 2 + 2 * 2
   assert Block("layer", 64, 2, 128).key == "layer/h64_a2_f128"
+  assert Block("context", 64, depth=1).key == "context/h64_d1"
 
 
 @pytest.mark.parametrize("change,match", [

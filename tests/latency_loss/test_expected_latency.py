@@ -53,7 +53,8 @@ def test_mixture_is_bounded_by_extremes(table):
   lat = expected.expected_latency_ms(arrays, random_probs(np.random.default_rng(1), SPACE))
   costs = [table.cost_ms(b) for b in space_blocks(SPACE) if b.kind == "layer" and not b.null]
   assert min(costs) > 0
-  assert 0 < float(lat) < table.overhead_ms() + 2 * 5.0 + SPACE.max_layers * max(costs)
+  fixed = [table.fixed_ms(h) for h in SPACE.hidden_choices]
+  assert 0 < float(lat) < max(fixed) + SPACE.max_layers * max(costs)
 
 
 def test_gradient_matches_finite_differences(table):
@@ -84,8 +85,8 @@ def test_bad_inputs_raise(table):
     expected.expected_latency_ms(arrays, {**probs, "heads": probs["heads"][:5]})
   with pytest.raises(ValueError, match="lacks keys.*ffn"):
     expected.expected_latency_ms(arrays, {k: v for k, v in probs.items() if k != "ffn"})
-  with pytest.raises(ValueError, match="overhead"):
-    expected.expected_latency_ms({k: v for k, v in arrays.items() if k != "overhead"}, probs)
+  with pytest.raises(ValueError, match="fixed"):
+    expected.expected_latency_ms({k: v for k, v in arrays.items() if k != "fixed"}, probs)
 
 
 def test_penalties():

@@ -1,6 +1,7 @@
 """Timing protocol: warm-up calls, run counts and the robust statistics."""
 
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -87,3 +88,39 @@ def test_windows_too_short_for_cpu_accounting_report_no_load(monkeypatch):
   stats = time_callable(lambda: None, TimingProtocol(warmup=0, runs=5, min_seconds=0.0,
                                                      max_other_load=0.25, retries=0))
   assert stats.other_load == 0.0
+
+
+def _work(n: int):
+  """A CPU-bound call (pure Python: one core, no sleeping)."""
+  return lambda: sum(i * i for i in range(n))
+
+
+def _hogs(delay: float, seconds: float) -> list[subprocess.Popen]:
+  """Two busy processes per core, starting after `delay` s and ending by itself `seconds` later
+  (bounded even if this test dies)."""
+  code = (f"import time\ntime.sleep({delay})\nend = time.time() + {seconds}\n"
+          "while time.time() < end: pass")
+  return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2 * (os.cpu_count() or 1))]
+
+
+def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_it():
+  # Calls of ~20 ms: longer than a scheduler time slice, so a busy core delays most of them.
+  protocol = TimingProtocol(warmup=2, runs=40, **NO_RETRIES)
+  fn, reference_call = _work(300_000), _work(150_000)
+  reference = timing.Reference(reference_call, quiet_ms=time_callable(reference_call,
+                                                                      protocol).median_ms)
+  quiet = timing.time_relative(fn, reference, protocol)
+  alone_quiet = time_callable(fn, protocol)
+  hogs = _hogs(delay=0.3, seconds=20)  # They start while the next measurement runs.
+  try:
+    loaded = timing.time_relative(fn, reference, protocol)
+    alone_loaded = time_callable(fn, protocol)
+  finally:
+    for hog in hogs:
+      hog.kill()
+      hog.wait()
+  # The hogs took the CPU: timed alone, the call was much slower, and the detector saw them...
+  assert alone_loaded.median_ms > 1.25 * alone_quiet.median_ms
+  assert loaded.other_load > 0.5 and loaded.raw_ms > quiet.raw_ms
+  # ...but against the reference, in its quiet units, it measures as on a quiet machine.
+  assert loaded.median_ms == pytest.approx(quiet.median_ms, rel=0.1)

@@ -6,7 +6,7 @@ import pytest
 
 from configs import cost_table as cost_table_config
 from latency_loss import builder
-from latency_loss.backends import xla
+from latency_loss.backends import base as backends, xla
 from latency_loss.blocks import Block
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
@@ -36,8 +36,8 @@ def test_whole_arch_measures():
   space = get_space("tiny")
   runtime = RuntimeSpec(backend="xla", xnnpack=False,
                         threads=cost_table_config.get_config("backend=xla").threads)
-  stats = xla.XLABackend(space, runtime, TimingProtocol(1, 2)).measure_arch(
-      Arch(2, 32, (1, 2), (64, 128)))
+  backend = xla.XLABackend(space, runtime, TimingProtocol(1, 2))
+  stats = backends.measure(backend.arch_call(Arch(2, 32, (1, 2), (64, 128))), backend.protocol)
   assert stats.runs == 2 and stats.median_ms > 0
 
 

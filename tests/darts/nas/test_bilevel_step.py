@@ -29,10 +29,9 @@ def tiny_model():
 def table():
   rng = np.random.default_rng(0)
   n_h, n_a, n_f = (len(SPACE.hidden_choices), len(SPACE.head_choices), len(SPACE.ffn_choices))
-  return {"embeddings": rng.uniform(0.1, 0.2, n_h), "head": rng.uniform(0.05, 0.1, n_h),
+  return {"fixed": rng.uniform(0.2, 0.35, n_h),
           "layer": np.sort(rng.uniform(0.5, 2.0, (n_h, n_a, n_f)), axis=None).reshape(
-              n_h, n_a, n_f), "overhead": np.array(0.05),
-          "depth_choices": np.array(SPACE.depth_choices)}
+              n_h, n_a, n_f), "depth_choices": np.array(SPACE.depth_choices)}
 
 
 def batch(seed):
