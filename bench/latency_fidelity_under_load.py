@@ -37,6 +37,8 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/fidelity_under_load", "Where the
 _OUT = flags.DEFINE_string("out", "runs/fidelity_under_load/latency_fidelity_under_load",
                            "Result path without suffix (bench/results/... to commit it).")
 _SPACE = flags.DEFINE_string("space", "minilm", "Search space of the tables.")
+_STATISTIC = flags.DEFINE_enum("statistic", "median", ["median", "min"],
+                               "The tables' timing statistic (configs/cost_table.py).")
 _NUM_ARCHS = flags.DEFINE_integer("num_archs", 50, "Random architectures validated per table.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the architecture sampler (same in both).")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Validation passes over the architectures.")
@@ -62,8 +64,8 @@ def run_condition(condition: str) -> dict[str, Any]:
     return json.loads(result_file.read_text())
   hog = start_hog(_HOG_SECONDS.value) if condition == "loaded" else None
   try:
-    table = builder.build_table(cost_table_config.get_config(f"space={_SPACE.value}"),
-                                str(workdir / "table"))
+    config = cost_table_config.get_config(f"space={_SPACE.value},statistic={_STATISTIC.value}")
+    table = builder.build_table(config, str(workdir / "table"))
     validation = fidelity.validate(table, _NUM_ARCHS.value, _SEED.value, _ROUNDS.value)
   finally:
     if hog is not None:
@@ -121,7 +123,7 @@ def write_markdown(path: str, report: dict[str, Any]) -> None:
                          f"{r[name]['within_10pct']:.2f}, bias {r[name]['mean_error_pct']:+.1f}%.")
   machine = report["machine"]
   lines = [f"# Cost-table fidelity, quiet vs under load ({report['space']}, TFLite XNNPACK fp32, "
-           "2 threads)", "", f"- command: `{report['command']}`", f"- date (UTC): {report['date']}",
+           f"2 threads, statistic {report['statistic']})", "", f"- command: `{report['command']}`", f"- date (UTC): {report['date']}",
            f"- machine: {machine['cpu']}, {machine['cores']} cores, SIMD "
            f"{machine['cpu_identity'].get('simd')}", f"- code: {report['code']}",
            f"- load: one busy process pinned to core {machine['cores'] - 1} for the whole build "
@@ -142,6 +144,7 @@ def main(argv):
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_facts(), "code": code_version(), "space": _SPACE.value,
             "num_archs": _NUM_ARCHS.value, "seed": _SEED.value, "rounds": _ROUNDS.value,
+            "statistic": _STATISTIC.value,
             "results": results}
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)

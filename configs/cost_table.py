@@ -7,6 +7,7 @@ The argument is a comma-separated list of `key=value` overrides and flags:
   backend=tflite|xla|android    where to measure (default tflite)
   precision=fp32|fp16|int8      TFLite weight precision (default fp32)
   threads=N                     pinned CPU threads (default 2; xla: all cores)
+  statistic=median|min          what a latency is (min: holds under persistent other load)
   xnnpack=0|1                   LiteRT's default XNNPACK delegate (default 1)
   runner=adb|host               android: time on a phone over adb, or on this host with LiteRT's
                                 benchmark_litert_model (the phone path without a phone)
@@ -25,7 +26,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the build config; see the module docstring for `arg`."""
   # warmup/runs 0: the variant's default (few runs for runlocal), so explicit values still win.
   args = common.parse_arg(arg, space="", backend="tflite", precision="fp32", threads=2,
-                          xnnpack=True, runlocal=False, warmup=0, runs=0, runner="adb")
+                          xnnpack=True, runlocal=False, warmup=0, runs=0, runner="adb",
+                          statistic="median")
   config = ml_collections.ConfigDict()
   config.space = args.space or ("tiny" if args.runlocal else "minilm")
   config.backend = args.backend
@@ -38,6 +40,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.warmup = args.warmup or (2 if args.runlocal else 30)
   config.runs = args.runs or (5 if args.runlocal else 150)
   config.min_seconds = 0.0 if args.runlocal else 0.5  # Fast blocks get more samples.
+  # What a latency is: "median" of the runs, or "min" (the fastest: holds under persistent
+  # other load; see latency_loss.timing.TimingProtocol).
+  config.statistic = args.statistic
   # A block timed while other processes take more than this many cores is timed again (up to
   # `retries` times, 2 s apart): bursts of other load would otherwise enter the table.
   config.max_other_load = 0.25

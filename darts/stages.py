@@ -307,7 +307,7 @@ def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
   protocol = TimingProtocol(**table.protocol)
   backend = backends.make_backend(table.space, table.runtime, protocol)
   return backends.measure(backend.arch_call(arch), protocol,
-                          backends.table_reference(table.host, backend)).median_ms
+                          backends.table_reference(table.host, backend)).value(protocol.statistic)
 
 
 def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threads: Sequence[int]

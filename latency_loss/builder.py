@@ -82,12 +82,14 @@ def open_reference(table: CostTable, backend: LatencyBackend, protocol: TimingPr
   block = reference_block(table.space)
   call = backend.block_call(block)
   waiter.wait()
-  stats = time_callable(call, protocol)
+  quiet_ms = time_callable(call, protocol)
   table.host["reference"] = {"block": dataclasses.asdict(block), "key": block.key,
-                             "quiet_ms": stats.median_ms, "other_load": stats.other_load}
-  logging.info("Reference %s: %.3f ms alone (other load %.2f cores); every block is timed "
-               "against it, in these units.", block.key, stats.median_ms, stats.other_load)
-  return Reference(call, stats.median_ms)
+                             "quiet_ms": quiet_ms.value(protocol.statistic),
+                             "other_load": quiet_ms.other_load}
+  logging.info("Reference %s: %.3f ms alone (%s; other load %.2f cores); every block is timed "
+               "against it, in these units.", block.key, quiet_ms.value(protocol.statistic),
+               protocol.statistic, quiet_ms.other_load)
+  return Reference(call, quiet_ms.value(protocol.statistic))
 
 
 def measure_missing(table: CostTable, timer: BlockTimer, path: str,
@@ -108,7 +110,8 @@ def measure_missing(table: CostTable, timer: BlockTimer, path: str,
     table.host["build_seconds"] = round(before + now - start, 1)
     table.save(path)
     line = ("[%d/%d] %-28s %8.3f ms (IQR %.3f, other load %.2f)  elapsed %.0fs ETA %.0fs",
-            total - len(todo) + done, total, block.key, stats.median_ms, stats.iqr_ms,
+            total - len(todo) + done, total, block.key, table.entries[block.key]["ms"],
+            stats.iqr_ms,
             stats.other_load, now - start, (now - start) / done * (len(todo) - done))
     if logged is None or now - logged >= log_every_seconds or done == len(todo):
       logged = now
@@ -141,7 +144,8 @@ def remeasure_contended(table: CostTable, timer: BlockTimer, path: str) -> list[
 def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:
   """The timing protocol of a cost-table config (configs/cost_table.py)."""
   return TimingProtocol(warmup=config.warmup, runs=config.runs, min_seconds=config.min_seconds,
-                        max_other_load=config.max_other_load, retries=config.retries)
+                        statistic=config.statistic, max_other_load=config.max_other_load,
+                        retries=config.retries)
 
 
 def build_table(config: ml_collections.ConfigDict, workdir: str) -> CostTable:
@@ -192,7 +196,7 @@ def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
   if timer.reference is not None:
     # Only for the record: the entries are in the units of the reference's first measurement.
     end = time_callable(timer.reference.call, timer.protocol)
-    table.host["reference"].update(quiet_ms_at_end=end.median_ms,
+    table.host["reference"].update(quiet_ms_at_end=end.value(timer.protocol.statistic),
                                    other_load_at_end=end.other_load)
   table.host["waited_for_quiet_s"] = round(table.host.get("waited_for_quiet_s", 0.0)
                                            + timer.waiter.waited_s, 1)

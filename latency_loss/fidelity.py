@@ -85,12 +85,12 @@ def validate(table: CostTable, num_archs: int, seed: int, rounds: int = 1) -> di
   for r in range(rounds):
     for i, arch in enumerate(archs):
       stats = backends.measure(backend.arch_call(arch), protocol, reference)
-      medians[i].append(stats.median_ms)
+      medians[i].append(stats.value(protocol.statistic))
       raw[i].append(stats.raw_ms or stats.median_ms)
       loads[i].append(stats.other_load)
       logging.info("round %d/%d [%d/%d] predicted %7.3f measured %7.3f ms (%+.1f%%) %s", r + 1,
-                   rounds, i + 1, num_archs, table.predict_ms(arch), stats.median_ms,
-                   100 * (table.predict_ms(arch) / stats.median_ms - 1), arch.to_json())
+                   rounds, i + 1, num_archs, table.predict_ms(arch), medians[i][-1],
+                   100 * (table.predict_ms(arch) / medians[i][-1] - 1), arch.to_json())
   records = [{"arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
               "predicted_isolated_ms": table.predict_ms(arch, context=False),
               "measured_ms": float(np.median(m)), "round_medians_ms": m,

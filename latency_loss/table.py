@@ -66,7 +66,9 @@ class CostTable:
   # --------------------------------------------------------------------------- content
 
   def add(self, block: Block, stats: Stats) -> None:
-    self.entries[block.key] = {"ms": stats.median_ms, **dataclasses.asdict(stats)}
+    """Records a block's latency under the table's statistic, with its spread details."""
+    self.entries[block.key] = {"ms": stats.value(self.protocol.get("statistic", "median")),
+                               **dataclasses.asdict(stats)}
 
   def missing(self, space: Optional[SearchSpace] = None) -> list[str]:
     """Keys that `space` (default: the table's own) needs but the table lacks."""

@@ -11,17 +11,22 @@ import numpy as np
 from absl import logging
 
 
+STATISTICS = ("median", "min")
+
+
 @dataclasses.dataclass(frozen=True)
 class TimingProtocol:
   """How one latency is measured.
 
   Attributes:
     warmup: untimed runs first (caches, thread pool, delegate lazy init).
-    runs: minimum number of timed runs; the statistic is their median (robust to scheduler
-      outliers).
+    runs: minimum number of timed runs.
     min_seconds: keep timing until this much time is spent too, so fast blocks get many
       samples and a short burst of other load cannot dominate their median.
-    statistic: only "median".
+    statistic: what a latency is: "median" of the runs (robust to scheduler outliers), or
+      "min", the fastest run, which one run unimpeded by other processes is enough for: on a
+      busy machine it holds where the median does not (a table's latencies are then in
+      minimum-latency units, and compared with measurements of the same statistic).
     max_other_load: CPU cores' worth of time other processes may take while we time; above
       it the measurement is repeated (a burst of other load doubles 2-thread latencies).
     retries: repetitions of a contended measurement before keeping its least contended one.
@@ -38,8 +43,8 @@ class TimingProtocol:
   def __post_init__(self):
     if self.warmup < 0 or self.runs < 1:
       raise ValueError(f"TimingProtocol needs warmup >= 0 and runs >= 1, got {self}")
-    if self.statistic != "median":
-      raise ValueError(f"TimingProtocol.statistic='{self.statistic}': only 'median' is supported")
+    if self.statistic not in STATISTICS:
+      raise ValueError(f"TimingProtocol.statistic='{self.statistic}': one of {STATISTICS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Stats:
   other_load: float = 0.0  # CPU cores' worth of other processes' time during the runs.
   raw_ms: Optional[float] = None
   reference_ms: Optional[float] = None
+
+  def value(self, statistic: str) -> float:
+    """The latency under a protocol's `statistic` ("median" or "min")."""
+    return self.min_ms if statistic == "min" else self.median_ms
 
   @classmethod
   def from_samples(cls, samples_ms: np.ndarray, other_load: float = 0.0, **extra) -> "Stats":
@@ -174,13 +183,17 @@ class Reference:
 def time_relative(fn: Callable[[], object], reference: Reference,
                   protocol: TimingProtocol) -> Stats:
   """Times `fn` interleaved with the reference (one call of each per round), in the
-  reference's quiet units: the per-round ratio fn / reference, times `reference.quiet_ms`.
+  reference's quiet units (`reference.quiet_ms` is its latency under `protocol.statistic`).
 
-  Other load and the machine's speed levels slow both calls of a round alike, so the ratio, and
-  the result, hold on a busy machine where a plain timing would not. The measurement is not
-  repeated under load (it need not be); its `other_load` is recorded for the caller to flag.
+  "median": the per-round ratio fn / reference, whose median the result's `median_ms` is. The
+  machine's speed levels slow both calls of a round alike, and cancel. "min": fn's runs over
+  the reference's fastest, whose minimum (`min_ms`) is the ratio of the fastest runs: it also
+  holds under persistent other load, which delays short calls and long ones unevenly but
+  leaves some of each unimpeded. The measurement is not repeated under load; its `other_load`
+  is recorded for the caller to flag.
   """
   (fn_ms, reference_ms), other = _time_rounds([fn, reference.call], protocol)
-  return Stats.from_samples(fn_ms / reference_ms * reference.quiet_ms, other,
+  per_round = reference_ms.min() if protocol.statistic == "min" else reference_ms
+  return Stats.from_samples(fn_ms / per_round * reference.quiet_ms, other,
                             raw_ms=float(np.median(fn_ms)),
                             reference_ms=float(np.median(reference_ms)))
