@@ -7,7 +7,7 @@ The argument is a comma-separated list of `key=value` overrides and flags:
   backend=tflite|xla|android    where to measure (default tflite)
   precision=fp32|fp16|int8      TFLite weight precision (default fp32)
   threads=N                     pinned CPU threads (default 2; xla: all cores)
-  statistic=median|min          what a latency is (min: holds under persistent other load)
+  statistic=median|min          what a latency is: the median or the fastest run
   xnnpack=0|1                   LiteRT's default XNNPACK delegate (default 1)
   runner=adb|host               android: time on a phone over adb, or on this host with LiteRT's
                                 benchmark_litert_model (the phone path without a phone)
@@ -40,16 +40,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.warmup = args.warmup or (2 if args.runlocal else 30)
   config.runs = args.runs or (5 if args.runlocal else 150)
   config.min_seconds = 0.0 if args.runlocal else 0.5  # Fast blocks get more samples.
-  # What a latency is: "median" of the runs, or "min" (the fastest: holds under persistent
-  # other load; see latency_loss.timing.TimingProtocol).
+  # What a latency is: "median" of the runs, or "min" (the fastest run; see
+  # latency_loss.timing.TimingProtocol).
   config.statistic = args.statistic
   # A block timed while other processes take more than this many cores is timed again (up to
   # `retries` times, 2 s apart): bursts of other load would otherwise enter the table.
   config.max_other_load = 0.25
   config.retries = 0 if args.runlocal else 3
   # Time every block interleaved with a fixed reference model (a middle-sized layer), as its
-  # ratio to the reference times the reference's latency alone on a quiet machine: other load
-  # and the machine's speed levels slow both, and cancel. False: every block alone.
+  # ratio to the reference times the reference's latency alone on a quiet machine: the
+  # machine's speed levels slow both, and cancel (a busy core does not, for 2-thread XNNPACK:
+  # bench/results/latency_fidelity_under_load*.md). False: every block alone.
   config.reference = True
   # Seconds the build may wait in all for other processes to go quiet (after a contended block,
   # before the reference's quiet latency, before re-measuring contended blocks); then it goes on.

@@ -169,12 +169,13 @@ class Pipeline:
     if not (self.layout.target_file.exists() and self.table_path.exists()):
       return
     recorded = json.loads(self.layout.target_file.read_text())["table_sha256"]
-    if recorded != files.file_sha256(self.table_path):
+    current = files.file_sha256(self.table_path)
+    if recorded != current:
       raise workdirs.WorkdirMismatchError(
           f"{self.layout.target_file} holds a target set on another cost table (sha256 "
-          f"{recorded[:12]}...) than {self.table_path} (sha256 "
-          f"{files.file_sha256(self.table_path)[:12]}...); the search and everything after it "
-          f"were made for that target. Use another --workdir, or --new_run.")
+          f"{recorded[:12]}...) than {self.table_path} (sha256 {current[:12]}...); the search "
+          f"and everything after it were made for that target. Use another --workdir, or "
+          f"--new_run.")
 
   def target(self) -> None:
     """Sets the latency target in the table's own units, and checks the table on this host.

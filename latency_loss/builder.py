@@ -60,13 +60,12 @@ class BlockTimer:
 
   def measure(self, block: Block) -> Stats:
     stats = backends.measure(self.backend.block_call(block), self.protocol, self.reference)
-    if self.contended(stats):
+    if self.contended(stats.other_load):
       self.waiter.wait()  # Before the next block.
     return stats
 
-  def contended(self, stats: Stats | dict) -> bool:
-    load = stats["other_load"] if isinstance(stats, dict) else stats.other_load
-    return load > self.protocol.max_other_load
+  def contended(self, other_load: float) -> bool:
+    return other_load > self.protocol.max_other_load
 
 
 def open_reference(table: CostTable, backend: LatencyBackend, protocol: TimingProtocol,
@@ -125,7 +124,8 @@ def remeasure_contended(table: CostTable, timer: BlockTimer, path: str) -> list[
   """Times again every block measured while other processes took more than the protocol
   allows, while the machine is quiet (within the waiter's limits); keeps the less contended
   measurement of each. Returns the keys still contended."""
-  flagged = [b for b in space_blocks(table.space) if timer.contended(table.entries[b.key])]
+  flagged = [b for b in space_blocks(table.space)
+             if timer.contended(table.entries[b.key]["other_load"])]
   if flagged:
     logging.info("Re-measuring %d blocks timed under other load: %s", len(flagged),
                  [b.key for b in flagged[:8]])
@@ -138,7 +138,7 @@ def remeasure_contended(table: CostTable, timer: BlockTimer, path: str) -> list[
     if stats.other_load < table.entries[block.key]["other_load"]:
       table.add(block, stats)
       table.save(path)
-  return [b.key for b in flagged if timer.contended(table.entries[b.key])]
+  return [b.key for b in flagged if timer.contended(table.entries[b.key]["other_load"])]
 
 
 def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from latency_loss.backends import base as backends
+from latency_loss.blocks import space_blocks
 from latency_loss.host import contention
 from latency_loss.table import CostTable, load_table
 from latency_loss.timing import TimingProtocol
@@ -34,9 +35,9 @@ def sample_archs(table: CostTable, num: int, seed: int) -> list[Arch]:
 def one_depth_table(table: CostTable) -> CostTable:
   """`table` without its context models below the largest depth: its cost model is then fitted
   on one depth only (the ablation of the two-depth fit)."""
-  return dataclasses.replace(table, entries={
-      key: entry for key, entry in table.entries.items()
-      if not (key.startswith("context/") and "_d" in key)})
+  shallow = {b.key for b in space_blocks(table.space) if b.kind == "context" and b.depth}
+  return dataclasses.replace(table, entries={key: entry for key, entry in table.entries.items()
+                                             if key not in shallow})
 
 
 def summarize(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -78,7 +79,7 @@ def validate(table: CostTable, num_archs: int, seed: int, rounds: int = 1) -> di
   """
   protocol = TimingProtocol(**table.protocol)
   backend = backends.make_backend(table.space, table.runtime, protocol)
-  # Timed against the table's own reference, in its units: the check holds under other load.
+  # Timed against the table's own reference, in its units (the VM's speed levels cancel).
   reference = backends.table_reference(table.host, backend)
   archs = sample_archs(table, num_archs, seed)
   medians, raw, loads = ([[] for _ in archs] for _ in range(3))

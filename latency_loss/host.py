@@ -89,8 +89,8 @@ class QuietWaiter:
   """Waits for other processes to go quiet: at most `max_wait_s` at a time, `budget_s` in all.
 
   A table build waits when a measurement was contended, rather than keep timing under load;
-  past the limits it goes on (timing against its reference holds under load), so a machine
-  that is never quiet slows a build by at most the budget.
+  past the limits it goes on and flags what it timed under load, so a machine that is never
+  quiet slows a build by at most the budget.
   """
 
   def __init__(self, max_load: float, budget_s: float, max_wait_s: float = 60.0,

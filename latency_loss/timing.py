@@ -24,9 +24,9 @@ class TimingProtocol:
     min_seconds: keep timing until this much time is spent too, so fast blocks get many
       samples and a short burst of other load cannot dominate their median.
     statistic: what a latency is: "median" of the runs (robust to scheduler outliers), or
-      "min", the fastest run, which one run unimpeded by other processes is enough for: on a
-      busy machine it holds where the median does not (a table's latencies are then in
-      minimum-latency units, and compared with measurements of the same statistic).
+      "min", the fastest run (a table's latencies are then in minimum-latency units, and
+      compared with measurements of the same statistic). Neither holds for 2-thread XNNPACK
+      under a persistent busy core (bench/results/latency_fidelity_under_load*.md).
     max_other_load: CPU cores' worth of time other processes may take while we time; above
       it the measurement is repeated (a burst of other load doubles 2-thread latencies).
     retries: repetitions of a contended measurement before keeping its least contended one.
@@ -51,9 +51,9 @@ class TimingProtocol:
 class Stats:
   """Summary of timed runs, in milliseconds.
 
-  A measurement against a `Reference` (`time_relative`) is in the reference's quiet units:
-  every statistic is of the per-round ratio to the reference times its quiet latency; `raw_ms`
-  and `reference_ms` are the medians actually timed.
+  A measurement against a `Reference` (`time_relative`) is in the reference's quiet units;
+  `raw_ms` and `reference_ms` are the latencies actually timed (under the protocol's
+  statistic).
   """
   median_ms: float
   iqr_ms: float    # interquartile range: spread robust to outliers
@@ -187,13 +187,15 @@ def time_relative(fn: Callable[[], object], reference: Reference,
 
   "median": the per-round ratio fn / reference, whose median the result's `median_ms` is. The
   machine's speed levels slow both calls of a round alike, and cancel. "min": fn's runs over
-  the reference's fastest, whose minimum (`min_ms`) is the ratio of the fastest runs: it also
-  holds under persistent other load, which delays short calls and long ones unevenly but
-  leaves some of each unimpeded. The measurement is not repeated under load; its `other_load`
-  is recorded for the caller to flag.
+  the reference's fastest, whose minimum (`min_ms`) is the ratio of the fastest runs. Load from
+  busy processes cancels too for single-threaded calls (tests/latency_loss), but not for
+  2-thread XNNPACK with one of two cores busy: it delays calls of different lengths unevenly.
+  The measurement is not repeated under load; its `other_load` is recorded for the caller to
+  flag. `raw_ms` and `reference_ms` are the two calls' own latencies under the statistic.
   """
   (fn_ms, reference_ms), other = _time_rounds([fn, reference.call], protocol)
+  latency = np.min if protocol.statistic == "min" else np.median
   per_round = reference_ms.min() if protocol.statistic == "min" else reference_ms
   return Stats.from_samples(fn_ms / per_round * reference.quiet_ms, other,
-                            raw_ms=float(np.median(fn_ms)),
-                            reference_ms=float(np.median(reference_ms)))
+                            raw_ms=float(latency(fn_ms)),
+                            reference_ms=float(latency(reference_ms)))

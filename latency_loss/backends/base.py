@@ -37,7 +37,7 @@ class LatencyBackend(Protocol):
 def measure(call: Callable[[], object], protocol: TimingProtocol,
             reference: Reference | None = None) -> Stats:
   """The latency of `call`: against `reference` when given (`timing.time_relative`: in its
-  quiet units, robust to other load), else alone (`timing.time_callable`)."""
+  quiet units; the machine's speed levels cancel), else alone (`timing.time_callable`)."""
   if reference is None:
     return time_callable(call, protocol)
   return time_relative(call, reference, protocol)

@@ -78,7 +78,7 @@ def test_gate_passes_and_every_model_is_written(exported):
 
 
 def test_a_finished_export_is_reused_and_another_config_refused(exported, tmp_path, snapshot):
-  out, report = exported
+  out, _ = exported
   before = snapshot(out)
   assert exporter.export(runlocal(tmp_path / "same"), str(out.parent)) == json.loads(
       (out / exporter.REPORT_FILE).read_text())
@@ -87,7 +87,6 @@ def test_a_finished_export_is_reused_and_another_config_refused(exported, tmp_pa
                      match=f'precisions: "{PRECISIONS}" in the workdir, "fp32" now'):
     exporter.export(runlocal(tmp_path / "fewer", precisions="fp32"), str(out.parent))
   assert snapshot(out) == before
-  del report
 
 
 def test_metrics_through_litert_match_jax_for_fp32(exported):

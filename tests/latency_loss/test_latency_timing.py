@@ -105,7 +105,8 @@ def _hogs(delay: float, seconds: float) -> list[subprocess.Popen]:
 
 def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_it():
   # Calls of ~20 ms: longer than a scheduler time slice, so a busy core delays most of them.
-  protocol = TimingProtocol(warmup=2, runs=40, **NO_RETRIES)
+  # Each measurement lasts >= 2 s, so the hogs (up in ~0.3-0.8 s) load most of it.
+  protocol = TimingProtocol(warmup=2, runs=40, min_seconds=2.0, **NO_RETRIES)
   fn, reference_call = _work(300_000), _work(150_000)
   reference = timing.Reference(reference_call, quiet_ms=time_callable(reference_call,
                                                                       protocol).median_ms)
