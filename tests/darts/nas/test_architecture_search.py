@@ -82,7 +82,8 @@ def test_runlocal_search_writes_arch_within_target(searched):
 def test_a_finished_search_is_not_reused_for_another_config(searched, snapshot):
   config, workdir, _ = searched
   before = snapshot(workdir)
-  for key, value in (("latency.target_ms", 0.9 * config.latency.target_ms),
+  # A larger target: a smaller one can fall below the tiny table's smallest arch (its own error).
+  for key, value in (("latency.target_ms", 1.1 * config.latency.target_ms),
                      ("search.relaxation", "softmax"), ("arch_optim.lr", 0.1)):
     other = config.copy_and_resolve_references()
     other.update_from_flattened_dict({key: value})
