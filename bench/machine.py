@@ -3,6 +3,7 @@
 import os
 import platform
 import subprocess
+import sys
 
 import jax
 
@@ -20,3 +21,11 @@ def code_version() -> dict:
   """The commit the benchmark ran, and whether the work tree had uncommitted changes."""
   git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
   return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def start_hog(seconds: int) -> subprocess.Popen:
+  """One CPU-bound process on the last core, ending by itself after `seconds`."""
+  core = (os.cpu_count() or 1) - 1
+  code = (f"import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() + {seconds}\n"
+          "while time.time() < end: pass")
+  return subprocess.Popen([sys.executable, "-c", code])

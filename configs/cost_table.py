@@ -8,6 +8,8 @@ The argument is a comma-separated list of `key=value` overrides and flags:
   precision=fp32|fp16|int8      TFLite weight precision (default fp32)
   threads=N                     pinned CPU threads (default 2; xla: all cores)
   statistic=median|min          what a latency is: the median or the fastest run
+  priority=realtime|normal      timed threads' scheduling: the highest the process may take
+                                (other processes cannot preempt them), or as it runs
   xnnpack=0|1                   LiteRT's default XNNPACK delegate (default 1)
   runner=adb|host               android: time on a phone over adb, or on this host with LiteRT's
                                 benchmark_litert_model (the phone path without a phone)
@@ -27,7 +29,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # warmup/runs 0: the variant's default (few runs for runlocal), so explicit values still win.
   args = common.parse_arg(arg, space="", backend="tflite", precision="fp32", threads=2,
                           xnnpack=True, runlocal=False, warmup=0, runs=0, runner="adb",
-                          statistic="median")
+                          statistic="median", priority="realtime")
   config = ml_collections.ConfigDict()
   config.space = args.space or ("tiny" if args.runlocal else "minilm")
   config.backend = args.backend
@@ -43,6 +45,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # What a latency is: "median" of the runs, or "min" (the fastest run; see
   # latency_loss.timing.TimingProtocol).
   config.statistic = args.statistic
+  # "realtime": every timed thread at the highest scheduling priority the process may take
+  # (SCHED_FIFO with CAP_SYS_NICE, else nice -20 where allowed; the level reached is recorded
+  # in every entry and in host["timing_priority"]). A busy core doubled 2-thread XNNPACK
+  # latencies, unevenly, at the normal priority; at SCHED_FIFO the table kept MAPE 5.7% vs
+  # 2.7% quiet (bench/results/latency_fidelity_under_load.md). "normal": as the process runs.
+  config.priority = args.priority
   # A block timed while other processes take more than this many cores is timed again (up to
   # `retries` times, 2 s apart): bursts of other load would otherwise enter the table.
   config.max_other_load = 0.25
@@ -50,7 +58,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Time every block interleaved with a fixed reference model (a middle-sized layer), as its
   # ratio to the reference times the reference's latency alone on a quiet machine: the
   # machine's speed levels slow both, and cancel (a busy core does not, for 2-thread XNNPACK:
-  # bench/results/latency_fidelity_under_load*.md). False: every block alone.
+  # `priority` is what holds there). False: every block alone.
   config.reference = True
   # Seconds the build may wait in all for other processes to go quiet (after a contended block,
   # before the reference's quiet latency, before re-measuring contended blocks); then it goes on.

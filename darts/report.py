@@ -270,9 +270,25 @@ def _export_lines(facts: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _conditions_line(conditions: dict[str, Any]) -> str:
+  """How the cost table was built: host, scheduling, other load (target.json's record)."""
+  contended = conditions["contended_blocks"]
+  return (f"Cost table built on {conditions['cpu_model']} in "
+          f"{_fmt(conditions['build_seconds'], '.0f', ' s')} of timing, at the "
+          f"'{conditions['timing_priority'] or 'normal'}' scheduling level; load average "
+          f"{conditions['load_average_at_start']} at its start and "
+          f"{conditions['load_average_at_end']} at its end; waited "
+          f"{_fmt(conditions['waited_for_quiet_s'], '.0f', ' s')} for a quiet machine; "
+          + (f"{len(contended)} blocks kept a measurement made under other load: {contended[:8]}."
+             if contended else "no block kept a measurement made under other load."))
+
+
 def _fidelity_lines(facts: dict[str, Any]) -> list[str]:
-  mismatch = facts["target"] and facts["target"].get("table_cpu_mismatch")
+  target = facts["target"] or {}
+  mismatch = target.get("table_cpu_mismatch")
   lines = [f"Warning, cost table: {mismatch}.", ""] if mismatch else []
+  if target.get("table_conditions"):
+    lines += [_conditions_line(target["table_conditions"]), ""]
   records = facts["latency"] and facts["latency"]["fidelity"]
   if not records:
     return lines + ["No random-arch check in this run (measure.fidelity_archs=0, a phone's "

@@ -205,6 +205,7 @@ class Pipeline:
               "base_arch": dataclasses.asdict(base), "base_measured_ms": base_ms,
               "base_predicted_ms": base_predicted_ms,
               "runtime": table.runtime.to_dict(), "table": str(self.table_path.absolute()),
+              "table_conditions": host.build_conditions(table.host),
               "table_cpu_mismatch": None if base_ms is None else host.other_cpu(table.host)}
     if record["table_cpu_mismatch"]:
       logging.warning("Cost table %s: %s; its predictions may not hold on this machine.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
 import time
 
 import ml_collections
@@ -23,7 +24,8 @@ from latency_loss.backends.base import LatencyBackend
 from latency_loss.blocks import Block, reference_block, space_blocks
 from latency_loss.runtime import RuntimeSpec
 from latency_loss.table import CostTable, load_table
-from latency_loss.timing import Reference, Stats, TimingProtocol, time_callable
+from latency_loss.timing import (LEVELS, Reference, Stats, TimingProtocol, reachable_priority,
+                                 time_callable)
 from models import workdirs
 from models.search_space import SearchSpace, get_space
 
@@ -85,9 +87,10 @@ def open_reference(table: CostTable, backend: LatencyBackend, protocol: TimingPr
   table.host["reference"] = {"block": dataclasses.asdict(block), "key": block.key,
                              "quiet_ms": quiet_ms.value(protocol.statistic),
                              "other_load": quiet_ms.other_load}
-  logging.info("Reference %s: %.3f ms alone (%s; other load %.2f cores); every block is timed "
-               "against it, in these units.", block.key, quiet_ms.value(protocol.statistic),
-               protocol.statistic, quiet_ms.other_load)
+  logging.info("Reference %s: %.3f ms alone (%s; other load %.2f cores; scheduling %s); every "
+               "block is timed against it, in these units.", block.key,
+               quiet_ms.value(protocol.statistic), protocol.statistic, quiet_ms.other_load,
+               quiet_ms.priority)
   return Reference(call, quiet_ms.value(protocol.statistic))
 
 
@@ -144,7 +147,8 @@ def remeasure_contended(table: CostTable, timer: BlockTimer, path: str) -> list[
 def protocol_from_config(config: ml_collections.ConfigDict) -> TimingProtocol:
   """The timing protocol of a cost-table config (configs/cost_table.py)."""
   return TimingProtocol(warmup=config.warmup, runs=config.runs, min_seconds=config.min_seconds,
-                        statistic=config.statistic, max_other_load=config.max_other_load,
+                        statistic=config.statistic, priority=config.priority,
+                        max_other_load=config.max_other_load,
                         retries=config.retries)
 
 
@@ -173,7 +177,13 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
                                    path, host.host_facts({}), config.benchmark_runner)
   backend = backends.make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
-  waiter = host.QuietWaiter(protocol.max_other_load, config.quiet_wait_s)
+  level = reachable_priority(protocol.priority)
+  logging.info("Timing at the '%s' scheduling level%s.", level,
+               ": other processes cannot preempt the timed threads, so the build does not wait "
+               "for a quiet machine" if level == "realtime" else
+               "; after a block timed under other load, the build waits for a quiet machine")
+  waiter = host.QuietWaiter(protocol.max_other_load, config.quiet_wait_s,
+                            realtime=level == "realtime")
   if not config.reference and "reference" in table.host:
     raise ValueError(f"{path}: its entries were timed against a reference model; resume it "
                      "with --config.reference=True")
@@ -184,6 +194,19 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
   logging.info("Table complete: %s (%d entries, %.0f s of timing in all)", path,
                len(table.entries), table.host.get("build_seconds", 0.0))
   return table
+
+
+def timing_priority(table: CostTable, protocol: TimingProtocol) -> str:
+  """The lowest scheduling level any entry was timed at (`timing.LEVELS`); warns when the
+  protocol asked for "realtime" and the process could not take it."""
+  level = max((e.get("priority", "normal") for e in table.entries.values()),
+              key=LEVELS.index, default="normal")
+  if protocol.priority == "realtime" and level != "realtime":
+    logging.warning("Blocks were timed at the '%s' scheduling level, not real-time (this "
+                    "process lacks CAP_SYS_NICE): other processes' load can bend them. Build "
+                    "tables as root, or after `sudo setcap cap_sys_nice+ep %s`.", level,
+                    os.path.realpath(sys.executable))
+  return level
 
 
 def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
@@ -201,6 +224,7 @@ def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
   table.host["waited_for_quiet_s"] = round(table.host.get("waited_for_quiet_s", 0.0)
                                            + timer.waiter.waited_s, 1)
   table.host["contention_at_end"] = host.contention()
+  table.host["timing_priority"] = timing_priority(table, timer.protocol)
   table.host["negative_net_blocks"] = table.negative_net_blocks()
   if table.host["negative_net_blocks"]:
     logging.warning("%d blocks were timed faster than their null block (timing noise; they "

@@ -78,6 +78,20 @@ def host_facts(backend_facts: dict[str, str]) -> dict[str, object]:
           "contention_at_start": contention(), **backend_facts}
 
 
+def build_conditions(table_host: dict[str, object]) -> dict[str, object]:
+  """What a table's build met on its host (from `table.host`): CPU, scheduling level, other
+  load at the start and end, blocks still contended, time spent waiting for quiet. Keys a
+  table lacks (older builds, phones) are None."""
+  return {"cpu_model": table_host.get("cpu_model"),
+          "timing_priority": table_host.get("timing_priority"),
+          "load_average_at_start": (table_host.get("contention_at_start") or {}).get(
+              "load_average"),
+          "load_average_at_end": (table_host.get("contention_at_end") or {}).get("load_average"),
+          "contended_blocks": table_host.get("contended_blocks"),
+          "waited_for_quiet_s": table_host.get("waited_for_quiet_s"),
+          "build_seconds": table_host.get("build_seconds")}
+
+
 def other_load(seconds: float = 1.0) -> float:
   """CPU cores' worth of other processes' time over the next `seconds` (this one sleeps)."""
   before, start = timing.cpu_seconds(), time.perf_counter()
@@ -90,18 +104,23 @@ class QuietWaiter:
 
   A table build waits when a measurement was contended, rather than keep timing under load;
   past the limits it goes on and flags what it timed under load, so a machine that is never
-  quiet slows a build by at most the budget.
+  quiet slows a build by at most the budget. A build timed at real-time priority has nothing
+  to wait for (`realtime`): other processes cannot preempt its timed threads.
   """
 
   def __init__(self, max_load: float, budget_s: float, max_wait_s: float = 60.0,
-               log_every_s: float = 30.0):
+               log_every_s: float = 30.0, realtime: bool = False):
     self.max_load, self.budget_s = max_load, budget_s
     self.max_wait_s, self.log_every_s = max_wait_s, log_every_s
+    self.realtime = realtime
     self.waited_s = 0.0
 
   def wait(self) -> bool:
     """Whether other processes take <= max_load cores (over 1 s windows) now, after waiting
-    for it within the limits. Logs a line every `log_every_s` while it waits."""
+    for it within the limits (always True at real-time priority). Logs a line every
+    `log_every_s` while it waits."""
+    if self.realtime:
+      return True
     start = logged = time.perf_counter()
     while self.waited_s < self.budget_s and time.perf_counter() - start < self.max_wait_s:
       window = time.perf_counter()

@@ -12,6 +12,7 @@ import pytest
 from configs import pipeline as pipeline_config
 from darts import layout as layout_lib, stages
 from darts.nas import discretize
+from latency_loss import timing
 from models import search_space, workdirs
 
 REPO = pathlib.Path(__file__).parents[2]
@@ -43,6 +44,8 @@ def test_every_stage_leaves_its_output(finished):
   assert target["target_ms"] == pytest.approx(config.latency.target_fraction
                                               * target["base_predicted_ms"])
   assert target["base_measured_ms"] > 0
+  # The conditions the table was built under travel with the target into the report.
+  assert target["table_conditions"]["timing_priority"] in timing.LEVELS
   searched = json.loads(layout.arch_file.read_text())
   assert searched["predicted_ms"] <= target["target_ms"]
   export = json.loads(layout.export_report_file.read_text())
@@ -65,6 +68,7 @@ def test_report_has_every_section_and_figure(finished):
     assert f"]({figure})" in text, figure
     assert (layout.root / figure).stat().st_size > 10_000, figure  # A drawn PNG, not a stub.
   assert "Speed-up:" in text and "model_int8.tflite" in text and "n/a" not in text
+  assert "Cost table built on " in text and "scheduling level" in text
 
 
 def test_rerun_skips_finished_stages_and_never_retimes_the_base(finished, monkeypatch):

@@ -32,7 +32,11 @@ def test_runlocal_builds_complete_table(tmp_path, config):
   assert loaded.missing() == []
   assert loaded.host["cpu_count"] >= 1 and loaded.host["litert"]
   assert loaded.protocol == {"warmup": 2, "runs": 5, "min_seconds": 0.0, "statistic": "median",
-                             "max_other_load": 0.25, "retries": 0, "retry_wait_s": 2.0}
+                             "priority": "realtime", "max_other_load": 0.25, "retries": 0,
+                             "retry_wait_s": 2.0}
+  # The level reached: every entry's, and the table's lowest (as root: real-time).
+  levels = {e["priority"] for e in loaded.entries.values()}
+  assert len(levels) == 1 and loaded.host["timing_priority"] in levels
   assert all(e["ms"] > 0 and e["other_load"] >= 0 for e in loaded.entries.values())
   # Finite, of any sign: net costs of microsecond blocks are mostly timing noise.
   assert math.isfinite(loaded.predict_ms(get_space("tiny").largest_arch()))

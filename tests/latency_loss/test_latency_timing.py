@@ -4,6 +4,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -58,6 +59,52 @@ def test_bad_protocol_raises():
     TimingProtocol(runs=0)
   with pytest.raises(ValueError, match="statistic"):
     TimingProtocol(statistic="mean")
+  with pytest.raises(ValueError, match="priority"):
+    TimingProtocol(priority="high")
+
+
+def _scheduling(tid: int = 0) -> tuple[int, int]:
+  return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def test_raised_priority_covers_every_thread_and_is_given_back():
+  idle = threading.Event()
+  before_scope = threading.Thread(target=idle.wait)  # Like a runtime's thread pool...
+  before_scope.start()
+  try:
+    with timing.raised_priority("realtime") as raised:
+      if raised.level == "normal":
+        pytest.skip("this process may not raise its priority")
+      in_scope = threading.Thread(target=idle.wait)  # ...or one started at its first call.
+      in_scope.start()
+      tids = (threading.get_native_id(), before_scope.native_id, in_scope.native_id)
+      started = _scheduling(in_scope.native_id)
+      raised.raise_new()
+      during = {tid: _scheduling(tid) for tid in tids}
+      child = subprocess.run([sys.executable, "-c", "import os; print(os.sched_getscheduler(0), "
+                              "os.getpriority(os.PRIO_PROCESS, 0))"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    after = {tid: _scheduling(tid) for tid in tids}
+  finally:
+    idle.set()
+  normal = _scheduling(threading.get_native_id())
+  assert raised.level in ("realtime", "nice-20")
+  is_raised = ((lambda s: s[0] & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO)
+               if raised.level == "realtime" else (lambda s: s[1] == -20))
+  assert raised.level == "nice-20" or started == normal  # Not inherited by new threads...
+  assert all(is_raised(s) for s in during.values())  # ...until raised.
+  assert all(s == normal for s in after.values())  # Given back...
+  assert tuple(map(int, child)) == normal  # ...and never passed to processes started.
+
+
+def test_normal_priority_changes_nothing():
+  before = _scheduling()
+  with timing.raised_priority("normal") as raised:
+    raised.raise_new()
+    assert raised.level == "normal" and _scheduling() == before
+  stats = time_callable(lambda: None, TimingProtocol(warmup=0, runs=3, priority="normal",
+                                                     **NO_RETRIES))
+  assert stats.priority == "normal"
 
 
 def _machine_that_speeds_up(slow_calls: int):
@@ -105,8 +152,10 @@ def _hogs(delay: float, seconds: float) -> list[subprocess.Popen]:
 
 def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_it():
   # Calls of ~20 ms: longer than a scheduler time slice, so a busy core delays most of them.
-  # Each measurement lasts >= 2 s, so the hogs (up in ~0.3-0.8 s) load most of it.
-  protocol = TimingProtocol(warmup=2, runs=40, min_seconds=2.0, **NO_RETRIES)
+  # Each measurement lasts >= 2 s, so the hogs (up in ~0.3-0.8 s) load most of it. At the
+  # normal priority: real-time threads would keep the hogs off (tests/latency_loss/
+  # test_tflite_backend.py), and this is the reference's own effect.
+  protocol = TimingProtocol(warmup=2, runs=40, min_seconds=2.0, priority="normal", **NO_RETRIES)
   fn, reference_call = _work(300_000), _work(150_000)
   reference = timing.Reference(reference_call, quiet_ms=time_callable(reference_call,
                                                                       protocol).median_ms)

@@ -1,11 +1,19 @@
 """LiteRT backend: block graphs, null blocks with matching signatures, runtime options."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from latency_loss.backends import tflite
 from latency_loss.blocks import Block
+from latency_loss import timing
 from latency_loss.runtime import RuntimeSpec
+from latency_loss.timing import TimingProtocol, time_callable
 from models import tf_bert
 from models.search_space import get_space
 
@@ -44,3 +52,61 @@ def test_xnnpack_off_and_missing_delegate():
   assert _runner(Block("head", 32), RuntimeSpec(xnnpack=False)) is not None
   with pytest.raises(ValueError, match="nonexistent_delegate.so"):
     _runner(Block("head", 32), RuntimeSpec(delegate="/nonexistent_delegate.so"))
+
+
+class _MatmulChain(tf.Module):
+  """A few milliseconds of GEMMs, which XNNPACK splits over its threads."""
+
+  def __init__(self, width: int = 512, depth: int = 8):
+    super().__init__()
+    rng = np.random.default_rng(0)
+    self.weights = [tf.constant(rng.normal(size=(width, width)).astype(np.float32) / width)
+                    for _ in range(depth)]
+    self.serve = tf.function(self._serve,
+                             input_signature=[tf.TensorSpec([64, width], tf.float32)])
+
+  def _serve(self, x):
+    for w in self.weights:
+      x = tf.nn.relu(tf.matmul(x, w))
+    return {"y": x}
+
+
+def _one_core_hog(delay: float, seconds: float) -> subprocess.Popen:
+  """A busy process on the last core from `delay` s on, ending by itself `seconds` later."""
+  code = (f"import os, time\nos.sched_setaffinity(0, {{{os.cpu_count() - 1}}})\n"
+          f"time.sleep({delay})\nend = time.time() + {seconds}\nwhile time.time() < end: pass")
+  return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _matmul_call(depth: int):
+  runner = tflite.make_interpreter(tf_bert.convert_to_tflite(_MatmulChain(depth=depth)),
+                                   RuntimeSpec(threads=2)).get_signature_runner()
+  x = np.random.default_rng(0).normal(size=(64, 512)).astype(np.float32)
+  return lambda: runner(x=x)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores: one busy, one free")
+def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_started_during_it():
+  level = timing.reachable_priority("realtime")
+  if level != "realtime":
+    pytest.skip(f"this process may not take real-time priority (it reached '{level}')")
+  call, reference_call = _matmul_call(depth=8), _matmul_call(depth=4)
+  protocol = lambda priority: TimingProtocol(warmup=5, runs=20, min_seconds=2.0,
+                                             priority=priority, max_other_load=float("inf"))
+  reference = timing.Reference(reference_call,
+                               time_callable(reference_call, protocol("realtime")).median_ms)
+  quiet = timing.time_relative(call, reference, protocol("realtime"))
+  hog = _one_core_hog(delay=0.3, seconds=30)  # Busy from 0.3 s into the next measurement.
+  try:
+    loaded = timing.time_relative(call, reference, protocol("realtime"))
+    assert hog.poll() is None  # Busy all along.
+    normal = time_callable(call, protocol("normal"))
+  finally:
+    hog.kill()
+    hog.wait()
+  # The hog took one of the two cores: at the normal priority the call was much slower...
+  assert normal.other_load > 0.5 and normal.median_ms > 1.4 * quiet.raw_ms
+  # ...against the reference at real-time priority, it measures as on a quiet machine (the
+  # reference cancels the VM's speed levels, the priority the hog).
+  assert loaded.priority == "realtime"
+  assert loaded.median_ms == pytest.approx(quiet.median_ms, rel=0.1)
