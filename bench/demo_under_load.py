@@ -63,7 +63,7 @@ def summarize(workdir: pathlib.Path) -> dict[str, Any]:
   layout = layout_lib.Layout(workdir)
   target = json.loads(layout.target_file.read_text())
   table = load_table(str(layout.table_file))
-  arch = Arch.load(str(layout.arch_file))
+  arch = Arch.from_json(json.dumps(json.loads(layout.arch_file.read_text())["arch"]))
   latency = json.loads(layout.latency_file.read_text())
   retrain_eval = json.loads(layout.retrain_eval_file.read_text())
   return {"arch": json.loads(arch.to_json()), "arch_predicted_ms": table.predict_ms(arch),
@@ -79,7 +79,7 @@ def run_condition(condition: str) -> dict[str, Any]:
   result_file = root / condition / "result.json"
   if result_file.exists():
     return json.loads(result_file.read_text())
-  extra = ([f"--config.teacher_model={root / 'quiet' / 'teacher' / 'model'}"]
+  extra = ([f"--config.teacher_model={root / 'quiet' / 'run' / 'teacher' / 'model'}"]
            if condition == "loaded" else [])
   hog = start_hog(_HOG_SECONDS.value) if condition == "loaded" else None
   try:
@@ -88,6 +88,10 @@ def run_condition(condition: str) -> dict[str, Any]:
     if hog is not None:
       hog.kill()
       hog.wait()
+  # Summed over the runs that resumed it (a rerun of a finished one adds seconds).
+  wall_file = root / condition / "wall_s.json"
+  wall_s += json.loads(wall_file.read_text()) if wall_file.exists() else 0.0
+  files.write_json_atomically(wall_file, round(wall_s, 1))
   result = {"condition": condition, "wall_s": round(wall_s, 1), "flags": extra,
             **summarize(root / condition / "run")}
   files.write_json_atomically(result_file, result)
