@@ -178,10 +178,16 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
   backend = backends.make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
   level = reachable_priority(protocol.priority)
-  logging.info("Timing at the '%s' scheduling level%s.", level,
-               ": other processes cannot preempt the timed threads, so the build does not wait "
-               "for a quiet machine" if level == "realtime" else
-               "; after a block timed under other load, the build waits for a quiet machine")
+  if protocol.priority == "realtime" and level != "realtime":
+    logging.warning("Timing at the '%s' scheduling level, not real-time (this process lacks "
+                    "CAP_SYS_NICE): other processes' load can bend the table; after a block "
+                    "timed under it, the build waits for a quiet machine. Build tables as root, "
+                    "or after `sudo setcap cap_sys_nice+ep %s`.", level,
+                    os.path.realpath(sys.executable))
+  else:
+    logging.info("Timing at the '%s' scheduling level%s.", level,
+                 ": other processes cannot preempt the timed threads, so the build does not "
+                 "wait for a quiet machine" if level == "realtime" else "")
   waiter = host.QuietWaiter(protocol.max_other_load, config.quiet_wait_s,
                             realtime=level == "realtime")
   if not config.reference and "reference" in table.host:
@@ -194,19 +200,6 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
   logging.info("Table complete: %s (%d entries, %.0f s of timing in all)", path,
                len(table.entries), table.host.get("build_seconds", 0.0))
   return table
-
-
-def timing_priority(table: CostTable, protocol: TimingProtocol) -> str:
-  """The lowest scheduling level any entry was timed at (`timing.LEVELS`); warns when the
-  protocol asked for "realtime" and the process could not take it."""
-  level = max((e.get("priority", "normal") for e in table.entries.values()),
-              key=LEVELS.index, default="normal")
-  if protocol.priority == "realtime" and level != "realtime":
-    logging.warning("Blocks were timed at the '%s' scheduling level, not real-time (this "
-                    "process lacks CAP_SYS_NICE): other processes' load can bend them. Build "
-                    "tables as root, or after `sudo setcap cap_sys_nice+ep %s`.", level,
-                    os.path.realpath(sys.executable))
-  return level
 
 
 def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
@@ -224,7 +217,10 @@ def finish_table(table: CostTable, timer: BlockTimer, path: str) -> None:
   table.host["waited_for_quiet_s"] = round(table.host.get("waited_for_quiet_s", 0.0)
                                            + timer.waiter.waited_s, 1)
   table.host["contention_at_end"] = host.contention()
-  table.host["timing_priority"] = timing_priority(table, timer.protocol)
+  # The worst level any entry was timed at.
+  table.host["timing_priority"] = max((e.get("priority", "normal")
+                                       for e in table.entries.values()),
+                                      key=LEVELS.index, default="normal")
   table.host["negative_net_blocks"] = table.negative_net_blocks()
   if table.host["negative_net_blocks"]:
     logging.warning("%d blocks were timed faster than their null block (timing noise; they "

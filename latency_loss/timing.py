@@ -197,9 +197,9 @@ def raised_priority(priority: str) -> Iterator[RaisedThreads]:
   On a 2-core machine with one core busy, 2-thread XNNPACK calls at the normal priority took
   twice as long, and calls of different sizes unevenly, so no reference model cancels it; with
   SCHED_FIFO, timed against a reference, blocks took what they took on a quiet machine and
-  whole models ~5% more (bench/results/latency_fidelity_under_load.md). Real-time threads keep the CPU from other processes while
-  timing, within the kernel's real-time throttle (by default 5% of each second stays for
-  them); every thread gets its scheduling back on exit. Needs CAP_SYS_NICE (root, or
+  whole models ~5% more (bench/results/latency_fidelity_under_load.md). Real-time threads
+  keep the CPU from other processes while timing, within the kernel's real-time throttle (by
+  default 5% of each second stays for them); every thread gets its scheduling back on exit. Needs CAP_SYS_NICE (root, or
   `setcap`); without it, nice -20 needs RLIMIT_NICE; otherwise the level is "normal" and
   load is only detected (`other_load_since`).
   """

@@ -26,6 +26,27 @@ def minilm_dir() -> pathlib.Path:
   return checkpoint.resolve_model_dir("minilm")
 
 
+@pytest.fixture
+def cpu_hogs():
+  """Starts busy processes: `cpu_hogs(count, delay=0, seconds=60, core=None)` starts `count`,
+  each busy from `delay` s on (pinned to `core` if given) and ending by itself `seconds` later,
+  so bounded even if the test dies; all are killed when the test ends."""
+  started = []
+
+  def start(count: int = 1, delay: float = 0.0, seconds: float = 60.0,
+            core: int | None = None) -> list[subprocess.Popen]:
+    pin = "" if core is None else f"os.sched_setaffinity(0, {{{core}}})\n"
+    code = (f"import os, time\n{pin}time.sleep({delay})\nend = time.time() + {seconds}\n"
+            "while time.time() < end: pass")
+    started.extend(subprocess.Popen([sys.executable, "-c", code]) for _ in range(count))
+    return started[-count:]
+
+  yield start
+  for hog in started:
+    hog.kill()
+    hog.wait()
+
+
 WORDS = ("a charming and affecting journey the best film of year warm funny gorgeous witty "
          "seductive movie one most exciting films unflinchingly bleak desperate dull lifeless "
          "mess boring too long plot is disaster nothing works in this tedious").split()

@@ -22,15 +22,12 @@ def test_calls_warmup_plus_runs():
   assert len(calls) == 10 and stats.runs == 7
 
 
-def test_other_processes_load_is_detected_and_the_measurement_repeated():
-  hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-  try:
-    calls = []
-    protocol = TimingProtocol(warmup=0, runs=5, min_seconds=0.5, max_other_load=0.3, retries=1,
-                              retry_wait_s=0.0)
-    stats = time_callable(lambda: calls.append(1), protocol)
-  finally:
-    hog.kill()
+def test_other_processes_load_is_detected_and_the_measurement_repeated(cpu_hogs):
+  cpu_hogs(1)
+  calls = []
+  protocol = TimingProtocol(warmup=0, runs=5, min_seconds=0.5, max_other_load=0.3, retries=1,
+                            retry_wait_s=0.0)
+  stats = time_callable(lambda: calls.append(1), protocol)
   assert stats.other_load > 0.5  # The hog keeps one core busy.
   assert len(calls) > stats.runs  # Timed twice: the first attempt was contended.
 
@@ -142,15 +139,7 @@ def _work(n: int):
   return lambda: sum(i * i for i in range(n))
 
 
-def _hogs(delay: float, seconds: float) -> list[subprocess.Popen]:
-  """Two busy processes per core, starting after `delay` s and ending by itself `seconds` later
-  (bounded even if this test dies)."""
-  code = (f"import time\ntime.sleep({delay})\nend = time.time() + {seconds}\n"
-          "while time.time() < end: pass")
-  return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2 * (os.cpu_count() or 1))]
-
-
-def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_it():
+def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_it(cpu_hogs):
   # Calls of ~20 ms: longer than a scheduler time slice, so a busy core delays most of them.
   # Each measurement lasts >= 2 s, so the hogs (up in ~0.3-0.8 s) load most of it. At the
   # normal priority: real-time threads would keep the hogs off (tests/latency_loss/
@@ -161,14 +150,10 @@ def test_a_measurement_against_a_reference_holds_under_a_cpu_hog_started_during_
                                                                       protocol).median_ms)
   quiet = timing.time_relative(fn, reference, protocol)
   alone_quiet = time_callable(fn, protocol)
-  hogs = _hogs(delay=0.3, seconds=20)  # They start while the next measurement runs.
-  try:
-    loaded = timing.time_relative(fn, reference, protocol)
-    alone_loaded = time_callable(fn, protocol)
-  finally:
-    for hog in hogs:
-      hog.kill()
-      hog.wait()
+  # Two per core, busy while the next measurements run.
+  cpu_hogs(2 * (os.cpu_count() or 1), delay=0.3, seconds=20)
+  loaded = timing.time_relative(fn, reference, protocol)
+  alone_loaded = time_callable(fn, protocol)
   # The hogs took the CPU: timed alone, the call was much slower, and the detector saw them...
   assert alone_loaded.median_ms > 1.25 * alone_quiet.median_ms
   assert loaded.other_load > 0.5 and loaded.raw_ms > quiet.raw_ms

@@ -1,9 +1,6 @@
 """LiteRT backend: block graphs, null blocks with matching signatures, runtime options."""
 
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -71,13 +68,6 @@ class _MatmulChain(tf.Module):
     return {"y": x}
 
 
-def _one_core_hog(delay: float, seconds: float) -> subprocess.Popen:
-  """A busy process on the last core from `delay` s on, ending by itself `seconds` later."""
-  code = (f"import os, time\nos.sched_setaffinity(0, {{{os.cpu_count() - 1}}})\n"
-          f"time.sleep({delay})\nend = time.time() + {seconds}\nwhile time.time() < end: pass")
-  return subprocess.Popen([sys.executable, "-c", code])
-
-
 def _matmul_call(depth: int):
   runner = tflite.make_interpreter(tf_bert.convert_to_tflite(_MatmulChain(depth=depth)),
                                    RuntimeSpec(threads=2)).get_signature_runner()
@@ -86,7 +76,8 @@ def _matmul_call(depth: int):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores: one busy, one free")
-def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_started_during_it():
+def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_started_during_it(
+    cpu_hogs):
   level = timing.reachable_priority("realtime")
   if level != "realtime":
     pytest.skip(f"this process may not take real-time priority (it reached '{level}')")
@@ -96,14 +87,11 @@ def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_start
   reference = timing.Reference(reference_call,
                                time_callable(reference_call, protocol("realtime")).median_ms)
   quiet = timing.time_relative(call, reference, protocol("realtime"))
-  hog = _one_core_hog(delay=0.3, seconds=30)  # Busy from 0.3 s into the next measurement.
-  try:
-    loaded = timing.time_relative(call, reference, protocol("realtime"))
-    assert hog.poll() is None  # Busy all along.
-    normal = time_callable(call, protocol("normal"))
-  finally:
-    hog.kill()
-    hog.wait()
+  # On the last core, busy from 0.3 s into the next measurement.
+  [hog] = cpu_hogs(1, delay=0.3, seconds=30, core=os.cpu_count() - 1)
+  loaded = timing.time_relative(call, reference, protocol("realtime"))
+  assert hog.poll() is None  # Busy all along.
+  normal = time_callable(call, protocol("normal"))
   # The hog took one of the two cores: at the normal priority the call was much slower...
   assert normal.other_load > 0.5 and normal.median_ms > 1.4 * quiet.raw_ms
   # ...against the reference at real-time priority, it measures as on a quiet machine (the
