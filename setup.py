@@ -13,6 +13,9 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "tensorflow-cpu==2.21.0",
     "ai-edge-litert==2.3.0",
+    # OpenVINO's runtime, for the Intel compiler plugin and dispatch library that ship inside
+    # ai-edge-litert (runtime=openvino); its dispatch library links exactly this version.
+    "openvino==2026.3.1",
     "transformers==5.23.0",
     "tokenizers==0.23.3",
     "safetensors==0.8.0",

@@ -4,8 +4,13 @@
 
 The argument is a comma-separated list of `key=value` overrides and flags:
   space=minilm|bert_base|tiny   search space to tabulate (default minilm)
-  backend=tflite|xla|android    where to measure (default tflite)
-  precision=fp32|fp16|int8      TFLite weight precision (default fp32)
+  runtime=NAME                  where to measure (configs/runtimes.py; default xnnpack):
+                                xnnpack (LiteRT's Interpreter), litert_cpu (its CompiledModel
+                                API on CPU), openvino (Intel's compiler plugin, OpenVINO's CPU
+                                graph backend), qualcomm|mediatek|google_tensor (their plugins:
+                                need the vendor SDK), xla (jitted JAX) or android (a phone)
+  precision=fp32|fp16|int8|int8_full  fp16 = float16 weights, int8 = dynamic range, int8_full =
+                                int8 weights and activations (default fp32)
   threads=N                     pinned CPU threads (default 2; xla: all cores)
   statistic=median|min          what a latency is: the median or the fastest run
   priority=realtime|normal      timed threads' scheduling: the highest the process may take
@@ -22,21 +27,31 @@ import os
 import ml_collections
 
 from configs import common
+from configs import runtimes
+
+
+def set_runtime(config: ml_collections.ConfigDict, name: str, threads: int = 2,
+                xnnpack: bool = True) -> None:
+  """Sets the runtime fields of a table config to the runtime `name` of configs/runtimes.py:
+  backend, and for compiler plugins plugin, graph_backend and soc_model (the SoC compiled for;
+  override with --config.soc_model)."""
+  fields = runtimes.runtime_fields(name)
+  config.update({k: v for k, v in fields.items() if k != "xnnpack"})
+  # XLA has no XNNPACK and its CPU thread pool spans every core.
+  config.threads = os.cpu_count() if fields["backend"] == "xla" else threads
+  config.xnnpack = xnnpack and fields["xnnpack"]
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """Returns the build config; see the module docstring for `arg`."""
   # warmup/runs 0: the variant's default (few runs for runlocal), so explicit values still win.
-  args = common.parse_arg(arg, space="", backend="tflite", precision="fp32", threads=2,
+  args = common.parse_arg(arg, space="", runtime="xnnpack", precision="fp32", threads=2,
                           xnnpack=True, runlocal=False, warmup=0, runs=0, runner="adb",
                           statistic="median", priority="realtime")
   config = ml_collections.ConfigDict()
   config.space = args.space or ("tiny" if args.runlocal else "minilm")
-  config.backend = args.backend
+  set_runtime(config, args.runtime, args.threads, args.xnnpack)
   config.precision = args.precision
-  # XLA has no XNNPACK and its CPU thread pool spans every core.
-  config.threads = os.cpu_count() if args.backend == "xla" else args.threads
-  config.xnnpack = args.xnnpack and args.backend != "xla"
   config.delegate = ""            # external delegate library (.so) for load_delegate
   config.delegate_options = {}    # its options, strings
   config.warmup = args.warmup or (2 if args.runlocal else 30)

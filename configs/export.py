@@ -5,11 +5,13 @@
       --config.model_dir=runs/search/model --config.precisions=fp32,int8
   python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2 \
       --config.delegate=/path/libdelegate.so --config.delegate_options=backend=gpu
+  python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2 --runtime=openvino
   python -m export.to_tflite --config=configs/export.py:runlocal --workdir=/tmp/sst2_local
 
 Arguments after the colon: `runlocal` (few examples, short sequences: a smoke test in seconds).
 Outputs go to WORKDIR/export/: model_<precision>.tflite (+ .json sidecar), vocab.txt,
-tokenizer_config.json and export_report.json.
+tokenizer_config.json and export_report.json; with a compiler plugin runtime, also
+model_<precision>_<runtime>.tflite, compiled for it.
 """
 
 import ml_collections
@@ -43,7 +45,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.verify.max_metric_drop = 0.01  # A model losing more (1 point) is flagged as lossy...
   config.verify.fail_on_metric_drop = False  # ...and fails the export only when this is set.
 
-  # The runtime the models are verified and their delegation measured on.
+  # A LiteRT runtime of configs/runtimes.py the models are also compiled for and verified on:
+  # "xnnpack" (none: the Interpreter's verification below is all), "litert_cpu" (the
+  # CompiledModel API), or a compiler plugin ("openvino"; "qualcomm", "mediatek",
+  # "google_tensor" with their SDKs): each precision is AOT-compiled, written beside the plain
+  # model as model_<precision>_<runtime>.tflite when the plugin offloads it whole, verified
+  # through the dispatch library with the same gate, and its partition reported.
+  config.runtime = "xnnpack"
+  config.soc_model = ""  # The SoC to compile for; empty: the runtime's default.
+  config.graph_backend = ""  # OpenVINO's device (cpu, gpu, npu); empty: the runtime's (cpu).
+
+  # The Interpreter runtime the models are verified and their delegation measured on.
   config.threads = 2
   config.xnnpack = True
   config.delegate = ""  # Path of an external delegate library (.so).

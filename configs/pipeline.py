@@ -6,6 +6,8 @@ verified TFLite model out, with a report. `make demo` runs it on the defaults be
       --config.latency.target_fraction=0.3 --config.stages=search,retrain,export,measure,report
   python -m darts.pipeline --config=configs/pipeline.py --workdir=runs/demo_phone \
       --config.latency_table=runs/phone_table/cost_table.json --config.teacher_model=runs/sst2/model
+  python -m darts.pipeline --config=configs/pipeline.py --workdir=runs/demo_openvino \
+      --config.runtime=openvino --config.precision=int8_full
   python -m darts.pipeline --config=configs/pipeline.py:runlocal --workdir=/tmp/pipeline_local \
       --config.base_checkpoint=PATH_OF_A_TINY_SPACE_BERT
 
@@ -26,7 +28,8 @@ from configs import common, cost_table, export, finetune, search
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = common.parse_arg(arg, task="sst2", space="minilm", runlocal=False)
+  args = common.parse_arg(arg, task="sst2", space="minilm", runlocal=False, runtime="",
+                          precision="")
   local = ",runlocal" if args.runlocal else ""
   config = ml_collections.ConfigDict()
   config.stages = "all"  # Or a comma-separated subset of darts.stages.STAGES.
@@ -35,6 +38,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The pretrained model the teacher is fine-tuned from: a directory, 'minilm' or a Hub id.
   config.base_checkpoint = "minilm"
 
+  # The runtime and precision the whole job is for (configs/runtimes.py: xnnpack, openvino,
+  # ...; fp32, int8, int8_full, ...): they set the table's (config.table) and the export
+  # compiles for that runtime. Empty: the table config's (xnnpack, fp32).
+  config.runtime = args.runtime
+  config.precision = args.precision
   config.latency_table = ""  # An existing cost table (e.g. built on a phone): skips `table`.
   config.table = cost_table.get_config(f"space={'tiny' if args.runlocal else args.space}{local}")
 

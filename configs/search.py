@@ -75,6 +75,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.latency.precision = "fp32"
   config.latency.delegate = ""
   config.latency.delegate_options = {}
+  config.latency.plugin = ""
+  config.latency.graph_backend = ""
+  config.latency.soc_model = ""
 
   config.log_every_steps = base.log_every_steps
   config.history_every_steps = 10  # Architecture probabilities to TensorBoard and the history.

@@ -256,7 +256,7 @@ def _export_lines(facts: dict[str, Any]) -> list[str]:
     return ["No exported models measured yet (stages export, measure)."]
   threads = sorted({t for m in latency["models"].values() for t in m["latency_ms"]}, key=int)
   lines = ["| model | size (MB) | " + " | ".join(f"{t} thread(s) (ms)" for t in threads)
-           + " | dev metric, LiteRT (%) | vs JAX (points) | XNNPACK share |",
+           + " | dev metric, LiteRT (%) | vs JAX (points) | delegated share |",
            "|---|---|" + "---|" * len(threads) + "---|---|---|"]
   for precision, m in latency["models"].items():
     metric = m["metrics"][m["main_metric"]]
@@ -267,6 +267,32 @@ def _export_lines(facts: dict[str, Any]) -> list[str]:
   lines.append("")
   lines.append(f"Verified on {export['num_examples']} dev examples: fp32 max |TFLite - JAX| "
                f"logit difference {export['results']['fp32']['max_abs_diff']:.2e}.")
+  return lines + _compiled_lines(export)
+
+
+def _compiled_lines(export: dict[str, Any]) -> list[str]:
+  """What the compiler plugin took of each precision, and how its compiled model verified."""
+  target = export.get("compiled_for")
+  if not target or not target["plugin"]:
+    return []
+  lines = ["", f"Compiled by the {target['plugin']} plugin for {target['soc_model']}"
+               + (f" ({target['graph_backend']} graph backend)" if target["graph_backend"] else "")
+               + ", and verified through its dispatch library against JAX:"]
+  for precision, result in export["results"].items():
+    compiled = result.get("compiled")
+    if not compiled:
+      continue
+    p = compiled["partition"]
+    line = (f"- {precision}: {p['offloaded_ops']} of {p['ops']} ops offloaded in "
+            f"{p['partitions']} partition(s)")
+    if p["cpu_ops"]:
+      line += f"; left on CPU: {p['cpu_ops']} (not written: the runtime would run them on CPU)"
+    else:
+      metric = compiled["metrics"][compiled["main_metric"]]
+      line += (f"; dev {compiled['main_metric']} {100 * metric:.2f} "
+               f"({-100 * compiled['metric_drop']:+.2f} vs JAX), max |logit diff| "
+               f"{compiled['max_abs_diff']:.2e}")
+    lines.append(line + ".")
   return lines
 
 

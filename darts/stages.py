@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 from absl import logging
 
-from configs import retrain as retrain_config
+from configs import cost_table as cost_table_config, retrain as retrain_config
 from darts import layout as layout_lib, report
 from darts.nas import architecture_search
 from darts.training import checkpoints, finetune, loop
@@ -64,11 +64,25 @@ def _read_json(path: pathlib.Path, stage: str) -> dict[str, Any]:
   return json.loads(_require(path, stage).read_text())
 
 
+def with_runtime(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with its top-level runtime and precision (when set) applied to the table it
+  builds; the export then compiles for the table's runtime (`Pipeline.export`)."""
+  if not (config.runtime or config.precision):
+    return config
+  config = copy.deepcopy(config)
+  if config.runtime:
+    cost_table_config.set_runtime(config.table, config.runtime, config.table.threads,
+                                  config.table.xnnpack)
+  if config.precision:
+    config.table.precision = config.precision
+  return config
+
+
 class Pipeline:
   """The stages of the main job over one workdir; see the module docstring."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    self.config = config
+    self.config = with_runtime(config)
     self.layout = layout_lib.Layout(pathlib.Path(workdir))
     self.layout.root.mkdir(parents=True, exist_ok=True)
 
@@ -275,7 +289,13 @@ class Pipeline:
       return
     config = self._with_glue_dir(self.config.export)
     config.model_dir = str(model_dir)
-    config.seq_len = self.load_table().space.seq_len  # The length the latency target is for.
+    table = self.load_table()
+    config.seq_len = table.space.seq_len  # The length the latency target is for.
+    if table.runtime.backend == "compiled":  # Compile for, and verify on, the table's runtime.
+      config.update(runtime=table.runtime.name, soc_model=table.runtime.soc_model,
+                    graph_backend=table.runtime.graph_backend)
+      if table.runtime.precision not in exporter.parse_precisions(config.precisions):
+        config.precisions += f",{table.runtime.precision}"
     exporter.export(config, str(self.layout.root))
 
   def measure(self) -> None:
@@ -315,47 +335,52 @@ def measure_arch_ms(table: table_lib.CostTable, arch) -> float | None:
 def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threads: Sequence[int]
                      ) -> tuple[dict[str, dict[str, Any]], dict[str, float | None]]:
   """Median latency of every exported model, and of the base architecture, at each thread count
-  on this host's LiteRT (the table's runtime when the table is a TFLite one).
+  on this host's LiteRT: the table's runtime when it is a LiteRT one (with a compiler plugin,
+  the models compiled for it), else the Interpreter with XNNPACK.
 
-  The base (random weights: latency does not depend on them) and the exported models are timed
-  interleaved, so the speed-up holds even when the machine's speed drifts between measurements.
-  A phone's table: no host timings (None); time the models on the phone with
-  latency_loss/backends/android_benchmark.sh.
+  The base (random weights: latency does not depend on them; in the table's precision) and the
+  exported models are timed interleaved, so the speed-up holds even when the machine's speed
+  drifts between measurements. A phone's table: no host timings (None); time the models on the
+  phone with latency_loss/backends/android_benchmark.sh.
 
   Returns:
     (models: precision -> file, size, latency_ms by thread count, metrics; base latency_ms by
     thread count).
   """
-  from latency_loss.backends import tflite as tflite_backend  # TensorFlow: loaded on demand.
   export_report = json.loads((export_dir / exporter.REPORT_FILE).read_text())
   space = dataclasses.replace(table.space, seq_len=export_report["seq_len"])
   on_host = table.runtime.backend != "android"
-  runtime = table.runtime if table.runtime.backend == "tflite" else RuntimeSpec()
-  paths = sorted(export_dir.glob("model_*.tflite"))
-  latency = {path.name: dict.fromkeys(map(str, threads)) for path in paths}
+  runtime = table.runtime if table.runtime.backend in ("tflite", "compiled") else RuntimeSpec()
+  # model_<precision>.tflite, or with a plugin model_<precision>_<runtime>.tflite.
+  suffix = f"_{runtime.name}" if runtime.plugin else ""
+  paths = {path.stem.removeprefix("model_").removesuffix(suffix): path
+           for path in sorted(export_dir.glob(f"model_*{suffix}.tflite"))
+           if path.stem.removeprefix("model_").removesuffix(suffix) in export_report["results"]}
+  latency = {precision: dict.fromkeys(map(str, threads)) for precision in paths}
   base = dict.fromkeys(map(str, threads))
   if on_host:
     protocol = TimingProtocol(**table.protocol)
-    # Converted and read once; the thread count is an interpreter option, not a model property.
-    timed = {"base": tflite_backend.TFLiteBackend(space, runtime, protocol).arch_model(
-        space.largest_arch()), **{path.name: path.read_bytes() for path in paths}}
+    backend = lambda t: backends.make_backend(space, dataclasses.replace(runtime, threads=int(t)),
+                                              protocol)
+    # Converted and read once; the thread count is a runtime option, not a model property.
+    timed = {"base": backend(threads[0]).arch_model(space.largest_arch()),
+             **{precision: path.read_bytes() for precision, path in paths.items()}}
     for t in base:
-      stats = tflite_backend.time_models(timed, space, dataclasses.replace(runtime, threads=int(t)),
-                                         protocol)
+      stats = backend(t).time_models(timed)
       base[t] = stats.pop("base").median_ms
-      for name, s in stats.items():
-        latency[name][t] = s.median_ms
-      logging.info("%s threads: base %.2f ms, %s", t, base[t],
-                   {name: round(s.median_ms, 2) for name, s in stats.items()})
+      for precision, s in stats.items():
+        latency[precision][t] = s.median_ms
+      logging.info("%s threads on %s: base %.2f ms, %s", t, runtime.name, base[t],
+                   {precision: round(s.median_ms, 2) for precision, s in stats.items()})
   models = {}
-  for path in paths:
-    precision = path.stem.removeprefix("model_")
+  for precision, path in paths.items():
     result = export_report["results"][precision]
+    verified = result["compiled"] if suffix else result
     models[precision] = {"file": path.name, "bytes": path.stat().st_size,
-                         "latency_ms": latency[path.name], "metrics": result["metrics"],
-                         "main_metric": result["main_metric"],
-                         "metric_drop": result["metric_drop"],
-                         "delegated_share": result["delegate"]["share"]}
+                         "latency_ms": latency[precision], "metrics": verified["metrics"],
+                         "main_metric": verified["main_metric"],
+                         "metric_drop": verified["metric_drop"],
+                         "delegated_share": (1.0 if suffix else result["delegate"]["share"])}
   return models, base
 
 

@@ -161,6 +161,8 @@ def coverage_report(model: bytes) -> dict[str, Any]:
   ops = op_counts(model)
   levels = [NNAPI_MIN_API_LEVEL[op] for op in ops if op in NNAPI_MIN_API_LEVEL]
   return {
+      # A compiler plugin's real partition (the export's "compiled" result) supersedes these.
+      "source": "documented op lists (GPU delegate, NNAPI), not a compiler's partition",
       "ops": ops,
       "gpu": {"undocumented_ops": sorted(op for op in ops if op not in GPU_DOCUMENTED_OPS)},
       "nnapi": {"unsupported_ops": sorted(op for op in ops if op not in NNAPI_MIN_API_LEVEL),

@@ -23,9 +23,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from configs import runtimes
 from darts.data import glue
 from darts.training import teacher
 from export import delegates, metadata, verify
+from latency_loss import plugins
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
 from models import checkpoint, files, tf_bert, workdirs
@@ -33,15 +35,7 @@ from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
 
-# fp32/fp16/int8 are `models.tf_bert`'s (int8 = dynamic range, as in the cost tables). The integer
-# modes quantize activations too, calibrated on train examples: int8_full (int8 weights and
-# activations: int8 CPU kernels, NPUs) and int16x8 (int8 weights, int16 activations: accurate,
-# for NPUs with 16-bit activations; LiteRT's CPU kernels for it are reference code, ~30x slower).
-INTEGER_OPS = {
-    "int8_full": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-    "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-}
-PRECISIONS = (*tf_bert.PRECISIONS, *INTEGER_OPS)
+PRECISIONS = tf_bert.PRECISIONS
 EMBEDDING_TABLES = tuple(f"embeddings.{name}_embeddings.weight"
                          for name in ("word", "position", "token_type"))
 EXPORT_DIR = "export"
@@ -195,27 +189,17 @@ def build_module(source: Source, integer_friendly: bool = False) -> tf_bert.Bert
                      f"config.json architecture {source.arch}: {e}") from None
 
 
-def _full_integer(module: tf_bert.BertModule, ops_set: tf.lite.OpsSet,
-                  calibration: verify.PaddedSplit) -> bytes:
-  """Integer activations; ids stay int32 and logits float32 so the app's I/O does not change."""
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [module.serve.get_concrete_function()], module)
-  converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  converter.target_spec.supported_ops = [ops_set]
-  converter.representative_dataset = lambda: (
-      {k: v[i:i + 1] for k, v in calibration.inputs.items()} for i in range(len(calibration)))
-  return converter.convert()
-
-
 def convert(source: Source, module: tf_bert.BertModule, precision: str,
             calibration: Callable[[], verify.PaddedSplit]) -> bytes:
   """The flatbuffer of `module` (built from `source`) at `precision`.
 
   Integer modes rebuild the graph with integer-friendly weights and call `calibration`.
   """
-  if precision in INTEGER_OPS:
-    return _full_integer(build_module(source, integer_friendly=True), INTEGER_OPS[precision],
-                         calibration())
+  if precision in tf_bert.INTEGER_OPS:
+    examples = calibration()
+    return tf_bert.convert_to_tflite(
+        build_module(source, integer_friendly=True), precision,
+        lambda: ({k: v[i:i + 1] for k, v in examples.inputs.items()} for i in range(len(examples))))
   return tf_bert.convert_to_tflite(module, precision)
 
 
@@ -261,23 +245,81 @@ def _runtime(config: ml_collections.ConfigDict) -> RuntimeSpec:
                      delegate_options=delegates.parse_delegate_options(config.delegate_options))
 
 
+def compile_target(config: ml_collections.ConfigDict) -> RuntimeSpec | None:
+  """The CompiledModel runtime of `config.runtime` the models are also compiled for and
+  verified on (None for "xnnpack": the Interpreter's verification is all), checked usable.
+
+  Raises:
+    ValueError: a runtime that is not a LiteRT one; plugins.PluginError: its plugin, dispatch
+      library or SDK is missing.
+  """
+  fields = runtimes.runtime_fields(config.runtime)
+  if fields["backend"] == "tflite":
+    return None
+  if fields["backend"] != "compiled":
+    raise ValueError(f"--config.runtime={config.runtime}: export compiles for LiteRT runtimes "
+                     f"only: {[n for n, f in runtimes.RUNTIMES.items() if f['backend'] in ('tflite', 'compiled')]}")
+  fields.pop("xnnpack")
+  fields.update({k: config[k] for k in ("soc_model", "graph_backend") if config[k]})
+  target = RuntimeSpec(**fields, threads=config.threads)
+  if target.plugin:
+    plugins.check_sdk(target)
+    plugins.library(target, "compiler")
+    plugins.library(target, "dispatch")
+  return target
+
+
+def compiled_file(precision: str, target: RuntimeSpec) -> str:
+  """The file name of a model compiled for `target`, beside model_<precision>.tflite."""
+  return f"model_{precision}_{target.name}.tflite"
+
+
+def _compile_and_verify(model: bytes, precision: str, target: RuntimeSpec,
+                        task: glue.GlueTask, dev: verify.PaddedSplit,
+                        reference: np.ndarray) -> tuple[bytes | None, dict[str, Any]]:
+  """`model` compiled for `target` (with a plugin) and verified on its dispatch path: (compiled
+  model, or None when the plugin left ops on CPU; its result with the partition report)."""
+  result: dict[str, Any] = {"runtime": target.to_dict()}
+  if target.plugin:
+    model, result["partition"] = plugins.compile_model(model, target)
+    logging.info("%s on %s: %d of %d ops offloaded in %d partition(s)%s", precision,
+                 target.name, result["partition"]["offloaded_ops"], result["partition"]["ops"],
+                 result["partition"]["partitions"],
+                 f"; left on CPU: {result['partition']['cpu_ops']}"
+                 if result["partition"]["cpu_ops"] else "")
+    if not result["partition"]["fully_offloaded"]:
+      logging.warning("%s: not written for %s: the plugin left ops on CPU (%s).", precision,
+                      target.name, result["partition"]["cpu_ops"])
+      return None, result
+  logits = verify.compiled_logits(model, target, dev.inputs, f"model_{precision} on {target.name}")
+  result.update(verify.compare(task, dev, reference, logits), bytes=len(model))
+  return model, result
+
+
 def _gate(results: dict[str, dict[str, Any]], config: ml_collections.ConfigDict,
           num_examples: int) -> list[str]:
   """Reasons the export fails; marks each result's "passed"."""
   failures = []
   if num_examples < config.verify.min_examples:
     failures.append(f"only {num_examples} verification examples (< {config.verify.min_examples})")
-  for precision, r in results.items():
+  checked = [(precision, r) for precision, r in results.items()]
+  checked += [(f"{precision} on {r['compiled']['runtime']['plugin'] or 'litert_cpu'}",
+               r["compiled"]) for precision, r in results.items()
+              if "metric_drop" in r.get("compiled", {})]
+  for name, r in checked:
     reasons = []
-    if precision == "fp32" and not r["max_abs_diff"] <= config.verify.fp32_tolerance:
-      reasons.append(f"fp32 logits differ from JAX by {r['max_abs_diff']:.3g} "
+    # The Interpreter's fp32 proves the graph; a compiler may compute float layers in lower
+    # precision (OpenVINO on bfloat16 CPUs: `plugins.openvino_float_precision`), so compiled
+    # models are held to the metric only.
+    if name == "fp32" and not r["max_abs_diff"] <= config.verify.fp32_tolerance:
+      reasons.append(f"{name} logits differ from JAX by {r['max_abs_diff']:.3g} "
                      f"(> {config.verify.fp32_tolerance:g})")
     if r["metric_drop"] > config.verify.max_metric_drop:
       r["lossy"] = True
-      logging.warning("%s loses %.2f points of %s against JAX.", precision,
+      logging.warning("%s loses %.2f points of %s against JAX.", name,
                       100 * r["metric_drop"], r["main_metric"])
       if config.verify.fail_on_metric_drop:
-        reasons.append(f"{precision} loses {100 * r['metric_drop']:.2f} points")
+        reasons.append(f"{name} loses {100 * r['metric_drop']:.2f} points")
     r["passed"] = not reasons
     failures += reasons
   return failures
@@ -303,6 +345,7 @@ def export(config: ml_collections.ConfigDict, workdir: str,
   precisions = parse_precisions(config.precisions)
   runtime = _runtime(config)
   delegates.check_runtime(runtime)
+  target = compile_target(config)
   source = load_source(model_dir_of(config, workdir), config.task, config.seq_len, config.arch)
   module = build_module(source)  # First: shape errors should name the export, not JAX.
   out_dir = pathlib.Path(out_dir or pathlib.Path(workdir) / EXPORT_DIR)
@@ -315,11 +358,11 @@ def export(config: ml_collections.ConfigDict, workdir: str,
     if (out_dir / REPORT_FILE).exists():
       logging.info("%s exists: the export in %s is complete.", REPORT_FILE, out_dir)
       return json.loads((out_dir / REPORT_FILE).read_text())
-    return _export(config, source, module, precisions, runtime, out_dir)
+    return _export(config, source, module, precisions, runtime, target, out_dir)
 
 
 def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.BertModule,
-            precisions: tuple[str, ...], runtime: RuntimeSpec,
+            precisions: tuple[str, ...], runtime: RuntimeSpec, target: RuntimeSpec | None,
             out_dir: pathlib.Path) -> dict[str, Any]:
   tokenizer = WordPieceTokenizer.from_pretrained(source.model_dir)
   split = lambda name, limit: verify.padded_split(source.task, name, tokenizer, config.seq_len,
@@ -327,7 +370,8 @@ def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.B
   dev = split(config.data.eval_split, config.verify.num_examples)
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
   calibration = lambda: split("train", config.calibration_examples)
-  models, results = {}, {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
+  models, compiled = {}, {}
+  results = {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
   todo = list(dict.fromkeys(("fp32", *precisions)))  # fp32 is always the gate.
   for index, precision in enumerate(todo, 1):
     logging.info("[%d/%d] Converting to %s and verifying it against JAX ...", index, len(todo),
@@ -340,30 +384,42 @@ def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.B
                           "bytes": len(models[precision])}
     logging.info("%s: %s", precision, {k: results[precision][k] for k in
                                        ("metrics", "max_abs_diff")})
+    if target is not None and precision in precisions:
+      compiled[precision], results[precision]["compiled"] = _compile_and_verify(
+          models[precision], precision, target, source.task, dev, reference)
   failures = _gate({p: results[p] for p in models}, config, len(dev))
   report = {"model_dir": str(source.model_dir), "task": source.task.name,
             "arch": dataclasses.asdict(source.arch), "seq_len": config.seq_len,
-            "num_examples": len(dev), "runtime": runtime.to_dict(), "results": results,
+            "num_examples": len(dev), "runtime": runtime.to_dict(),
+            "compiled_for": target.to_dict() if target else None, "results": results,
             "failures": failures}
   if failures:
     files.atomic_write(out_dir / FAILED_REPORT_FILE,
                        lambda f: pathlib.Path(f).write_text(json.dumps(report, indent=2)))
     raise VerificationError(f"export of {source.model_dir} failed verification: "
                             f"{'; '.join(failures)} (details in {out_dir / FAILED_REPORT_FILE})")
-  _write(out_dir, {p: models[p] for p in precisions}, source, tokenizer, results, report)
+  files_out = {f"model_{p}.tflite": (p, models[p]) for p in precisions}
+  files_out.update({compiled_file(p, target): (p, model) for p, model in compiled.items()
+                    if model is not None})
+  _write(out_dir, files_out, source, tokenizer, results, report)
   return report
 
 
-def _write(out_dir: pathlib.Path, models: dict[str, bytes], source: Source,
+def _write(out_dir: pathlib.Path, models: dict[str, tuple[str, bytes]], source: Source,
            tokenizer: WordPieceTokenizer, results: dict[str, Any], report: dict) -> None:
-  """Stages every file, then moves them into `out_dir` (each move is an atomic rename)."""
+  """Stages every file ({file name: (precision, model)}), then moves them into `out_dir` (each
+  move is an atomic rename). Compiled models get the JSON sidecar only: their DISPATCH_OP
+  partitions point at byte offsets that embedding metadata would move."""
   staging = pathlib.Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
   try:
     tokenizer.save_pretrained(staging)
-    for precision, model in models.items():
-      record = model_metadata(source, tokenizer, precision, model, results[precision])
-      (staging / f"model_{precision}.tflite").write_bytes(metadata.embed(model, record))
-      (staging / f"model_{precision}.json").write_text(json.dumps(record, indent=2))
+    for name, (precision, model) in models.items():
+      # The I/O spec is read with the Interpreter, from the plain model of the precision.
+      plain = models[f"model_{precision}.tflite"][1]
+      record = model_metadata(source, tokenizer, precision, plain, results[precision])
+      is_compiled = model is not plain
+      (staging / name).write_bytes(model if is_compiled else metadata.embed(model, record))
+      (staging / name).with_suffix(".json").write_text(json.dumps(record, indent=2))
     (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
     # The report moves last: its presence means the whole export is complete.
     for path in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILE):

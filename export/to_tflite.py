@@ -3,6 +3,7 @@
   python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2
   python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2 \
       --delegate=/path/libdelegate.so --delegate_option=backend=gpu --delegate_option=fp16=1
+  python -m export.to_tflite --config=configs/export.py --workdir=runs/sst2 --runtime=openvino
 
 See configs/export.py for the options (override any with --config.<name>=<value>). Exits
 non-zero, writing no final file, when the TFLite models do not match the JAX model.
@@ -31,18 +32,37 @@ _DELEGATE = flags.DEFINE_string(
 _DELEGATE_OPTIONS = flags.DEFINE_multi_string(
     "delegate_option", [], "key=value passed to --delegate; repeatable. Added to "
     "--config.delegate_options.")
+_RUNTIME = flags.DEFINE_string(
+    "runtime", None, "Also compile for and verify on this LiteRT runtime (configs/runtimes.py: "
+    "litert_cpu, openvino, qualcomm, ...); the same as --config.runtime.")
 _NEW_RUN = workdirs.define_new_run_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def config_with_flags(config):
-  """`config` with the --delegate and --delegate_option shortcuts applied."""
+  """`config` with the --runtime, --delegate and --delegate_option shortcuts applied."""
+  if _RUNTIME.value:
+    config.runtime = _RUNTIME.value
   if _DELEGATE.value:
     config.delegate = _DELEGATE.value
   if _DELEGATE_OPTIONS.value:
     config.delegate_options = ",".join(filter(None, [config.delegate_options,
                                                      *_DELEGATE_OPTIONS.value]))
   return config
+
+
+def describe_compiled(result: dict) -> str:
+  """One line: what the plugin offloaded, and how the compiled model verified."""
+  parts = []
+  if "partition" in result:
+    p = result["partition"]
+    parts.append(f"{p['offloaded_ops']}/{p['ops']} ops offloaded in {p['partitions']} "
+                 f"partition(s)" + (f", left on CPU: {p['cpu_ops']}" if p["cpu_ops"] else ""))
+  if "metrics" in result:
+    parts.append(" ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
+                 + f" max_abs_diff={result['max_abs_diff']:.2e}"
+                 + (" LOSSY" if result.get("lossy") else ""))
+  return f"compiled for {result['runtime']['plugin'] or 'litert_cpu'}: " + "; ".join(parts)
 
 
 def main(argv):
@@ -59,6 +79,8 @@ def main(argv):
                f" delegated_share={result['delegate']['share']:.3f}"
                + (" LOSSY" if result.get("lossy") else ""))
     print(f"{precision}: {line}")
+    if "compiled" in result:
+      print(f"  {describe_compiled(result['compiled'])}")
   jobs.finish_job()
 
 

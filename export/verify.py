@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -16,6 +16,7 @@ from flax import nnx
 
 from darts.data import batching, glue, metrics
 from darts.training import finetune
+from latency_loss.backends import compiled
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
 from models import checkpoint
@@ -66,12 +67,24 @@ def jax_logits(model_dir: str | os.PathLike[str], num_labels: int,
   return np.concatenate(out).astype(np.float32)
 
 
-def tflite_logits(model: bytes, runtime: RuntimeSpec, inputs: dict[str, np.ndarray]) -> np.ndarray:
-  """Logits of a batch-1 TFLite model, one example per signature-runner call."""
-  runner = tflite_backend.make_interpreter(model, runtime).get_signature_runner()
+def logits_of(run: Callable[..., dict[str, np.ndarray]],
+              inputs: dict[str, np.ndarray]) -> np.ndarray:
+  """Logits of a batch-1 model, one example per call of `run(**inputs) -> {"logits": ...}`."""
   n = len(inputs["input_ids"])
-  return np.concatenate([runner(**{k: v[i:i + 1] for k, v in inputs.items()})["logits"]
+  return np.concatenate([run(**{k: v[i:i + 1] for k, v in inputs.items()})["logits"]
                          for i in range(n)]).astype(np.float32)
+
+
+def tflite_logits(model: bytes, runtime: RuntimeSpec, inputs: dict[str, np.ndarray]) -> np.ndarray:
+  """Logits of a batch-1 TFLite model through the Interpreter's signature runner."""
+  return logits_of(tflite_backend.make_interpreter(model, runtime).get_signature_runner(), inputs)
+
+
+def compiled_logits(model: bytes, runtime: RuntimeSpec, inputs: dict[str, np.ndarray],
+                    where: str) -> np.ndarray:
+  """Logits through LiteRT's CompiledModel API on `runtime` (a compiler plugin's model runs
+  through the vendor's dispatch library)."""
+  return logits_of(compiled.runner(compiled.load(model, runtime, where)), inputs)
 
 
 def task_metrics(task: glue.GlueTask, logits: np.ndarray, data: PaddedSplit) -> dict[str, float]:

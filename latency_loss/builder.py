@@ -2,7 +2,7 @@
 `python -m latency_loss.build_table`).
 
 Writes DIR/cost_table.json, saved after every block (atomically), so a killed build resumes
-where it stopped when run again with the same workdir. For backend=android, the first run
+where it stopped when run again with the same workdir. For runtime=android, the first run
 writes DIR/android/ (one .tflite per block + run_benchmarks.sh); after running the script
 with a phone attached, run again with --config.android_logs=DIR/android/logs to ingest.
 """

@@ -129,9 +129,11 @@ def write_results(result: dict, table: CostTable, table_path: str, out: str, com
   records = result["records"]
   s = result["summary"]
   plot([r["predicted_ms"] for r in records], [r["measured_ms"] for r in records],
-       f"{table.space.name} / {table.runtime.backend} / {table.runtime.threads} threads "
+       f"{table.space.name} / {table.runtime.name} {table.runtime.precision} / "
+       f"{table.runtime.threads} threads "
        f"(MAPE {s['mape_pct']:.1f}%)", out + ".png")
-  lines = [f"# Latency fidelity: {table.space.name}, {table.runtime.backend}", "",
+  lines = [f"# Latency fidelity: {table.space.name}, {table.runtime.name}, "
+           f"{table.runtime.precision}", "",
            f"- command: `{command}`", f"- date (UTC): {date}",
            f"- machine: {table.host.get('cpu_model')}, {table.host.get('cpu_count')} cores",
            f"- contention: table build start {table.host.get('contention_at_start')}, "

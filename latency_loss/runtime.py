@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-BACKENDS = ("tflite", "xla", "android")
-PRECISIONS = ("fp32", "fp16", "int8")
+from configs.runtimes import RUNTIMES
 
+# "tflite": LiteRT's Interpreter (XNNPACK); "compiled": LiteRT's CompiledModel API, on its CPU
+# accelerator or, with a compiler plugin, AOT-compiled into DISPATCH_OP partitions that the
+# vendor's dispatch library runs (latency_loss.plugins).
+BACKENDS = ("tflite", "compiled", "xla", "android")
+# models.tf_bert's, less int16x8 (LiteRT's CPU runs it on reference kernels: nothing to table).
+PRECISIONS = ("fp32", "fp16", "int8", "int8_full")
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeSpec:
@@ -21,6 +26,10 @@ class RuntimeSpec:
     precision: "fp32", "fp16" (float16 weights) or "int8" (dynamic-range quantization).
     delegate: path of an external delegate library ("" = none).
     delegate_options: its options, as sorted (key, value) string pairs.
+    plugin: "compiled" only: the compiler plugin that AOT-compiles the model ("intel_openvino",
+      "qualcomm", "mediatek", "google_tensor"); "" = LiteRT's CPU accelerator.
+    graph_backend: the plugin's device, where it has several (OpenVINO: "cpu", "gpu", "npu").
+    soc_model: the SoC the plugin compiles for (e.g. "LNL", "SM8650").
   """
   backend: str = "tflite"
   threads: int = 2
@@ -28,10 +37,19 @@ class RuntimeSpec:
   precision: str = "fp32"
   delegate: str = ""
   delegate_options: tuple[tuple[str, str], ...] = ()
+  plugin: str = ""
+  graph_backend: str = ""
+  soc_model: str = ""
 
   def __post_init__(self):
     if self.backend not in BACKENDS:
       raise ValueError(f"RuntimeSpec.backend='{self.backend}' is not one of {BACKENDS}")
+    if self.backend != "compiled" and (self.plugin or self.graph_backend or self.soc_model):
+      raise ValueError(f"RuntimeSpec.plugin='{self.plugin}' needs backend='compiled', not "
+                       f"'{self.backend}' (or pick a named runtime: {sorted(RUNTIMES)})")
+    if not any(self.plugin == fields.get("plugin", "") for fields in RUNTIMES.values()):
+      raise ValueError(f"RuntimeSpec.plugin='{self.plugin}' is not a known compiler plugin; "
+                       f"named runtimes: {sorted(RUNTIMES)}")
     if self.precision not in PRECISIONS:
       raise ValueError(f"RuntimeSpec.precision='{self.precision}' is not one of {PRECISIONS}")
     if self.threads < 1:
@@ -41,6 +59,12 @@ class RuntimeSpec:
       options = options.items()
     object.__setattr__(self, "delegate_options",
                        tuple(sorted((str(k), str(v)) for k, v in options)))
+
+  @property
+  def name(self) -> str:
+    """The runtime's name in configs/runtimes.py (e.g. "openvino"), for files and logs."""
+    return next(name for name, fields in RUNTIMES.items()
+                if (fields["backend"], fields.get("plugin", "")) == (self.backend, self.plugin))
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
@@ -52,7 +76,8 @@ class RuntimeSpec:
     """The runtime fields of a job's config (a cost-table config, or a search's `latency`);
     the config's other fields are ignored."""
     return cls(**{f.name: (dict(config[f.name]) if f.name == "delegate_options"
-                           else config[f.name]) for f in dataclasses.fields(cls)})
+                           else config[f.name]) for f in dataclasses.fields(cls)
+                  if f.name in config})
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RuntimeSpec":

@@ -2,7 +2,7 @@
 
   python -m latency_loss.validate --table=PATH --num_archs=50 --rounds=3 [--out=PREFIX]
 
-Writes PREFIX.{json,png,md} (default runs/fidelity/latency_fidelity_<space>_<backend>; results
+Writes PREFIX.{json,png,md} (default runs/fidelity/latency_fidelity_<space>_<runtime>_<precision>; results
 enter bench/results/ only by an explicit --out). See `latency_loss.fidelity`.
 """
 
@@ -36,7 +36,8 @@ def main(argv):
   table = load_table(_TABLE.value)
   # Never into the source tree by default: committing to bench/results/ is an explicit --out.
   out = _OUT.value or os.path.join(
-      "runs", "fidelity", f"latency_fidelity_{table.space.name}_{table.runtime.backend}")
+      "runs", "fidelity",
+      f"latency_fidelity_{table.space.name}_{table.runtime.name}_{table.runtime.precision}")
   start = time.time()
   result = fidelity.validate(table, _NUM_ARCHS.value, _SEED.value, _ROUNDS.value)
   command = "python -m latency_loss.validate " + " ".join(sys.argv[1:])

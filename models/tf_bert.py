@@ -16,7 +16,7 @@ has rank <= 4 so mobile delegates can take the whole graph.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +29,19 @@ LN_EPS = 1e-12
 # gives the biased scores one int8 scale, and a -1e9 range would round every real score to 0.
 MASK_NEGATIVE = -100.0
 MASK_VALUES = 2  # attention_mask: 0 = padding, 1 = token.
-PRECISIONS = ("fp32", "fp16", "int8")
+# fp32; fp16 (float16 weights, float32 compute on CPU); int8 (dynamic range: int8 weights,
+# activations quantized on the fly); and the full-integer modes, whose activations are quantized
+# too with ranges calibrated on representative inputs: int8_full (int8 weights and activations:
+# int8 CPU kernels, NPUs) and int16x8 (int8 weights, int16 activations: accurate, for NPUs with
+# 16-bit activations; LiteRT's CPU kernels for it are reference code, ~30x slower).
+INTEGER_OPS = {
+    "int8_full": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+    "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+}
+PRECISIONS = ("fp32", "fp16", "int8", *INTEGER_OPS)
+# Random calibration inputs (`random_feeds`): enough for kernels and ranges of the right kind,
+# which is all a latency measurement needs.
+RANDOM_CALIBRATION_EXAMPLES = 4
 
 Weights = Mapping[str, np.ndarray]
 Getter = Callable[[str], tf.Tensor]
@@ -310,13 +322,31 @@ class HeadModule(_WeightsModule):
 # ------------------------------------------------------------------------------- conversion
 
 
-def convert_to_tflite(module: tf.Module, precision: str = "fp32") -> bytes:
+Feeds = Mapping[str, np.ndarray]
+
+
+def random_feeds(module: tf.Module, count: int = RANDOM_CALIBRATION_EXAMPLES,
+                 seed: int = 0) -> list[dict[str, np.ndarray]]:
+  """`count` random inputs of a module's `serve` signature: int inputs 0 or 1 (a valid id,
+  mask and token type in every space), float inputs standard normal (hidden states after a
+  LayerNorm). Latency measurement calibrates full-integer blocks on these."""
+  rng = np.random.default_rng(seed)
+  specs = tf.nest.flatten(module.serve.get_concrete_function().structured_input_signature)
+  return [{spec.name: (rng.integers(0, 2, spec.shape) if spec.dtype.is_integer
+                       else rng.normal(size=spec.shape)).astype(spec.dtype.as_numpy_dtype)
+           for spec in specs} for _ in range(count)]
+
+
+def convert_to_tflite(module: tf.Module, precision: str = "fp32",
+                      representative: Optional[Callable[[], Iterable[Feeds]]] = None) -> bytes:
   """Converts a module's `serve` function to a TFLite flatbuffer.
 
   Args:
     module: a module with a `serve` tf.function of fixed input signature (those above).
-    precision: "fp32"; "fp16" (float16 weights, float32 compute on CPU); or "int8"
-      (dynamic-range: int8 weights, activations quantized on the fly).
+    precision: one of `PRECISIONS`.
+    representative: full-integer modes: yields the calibration inputs, one example each
+      (default: `random_feeds`, for latency measurement). Inputs stay int32/float32 and
+      outputs float32, so an app's I/O does not change with the precision.
 
   Returns:
     The flatbuffer; its single signature "serving_default" keeps the input/output names.
@@ -325,8 +355,11 @@ def convert_to_tflite(module: tf.Module, precision: str = "fp32") -> bytes:
     raise ValueError(f"precision='{precision}' is not one of {PRECISIONS}")
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module)
-  if precision in ("fp16", "int8"):
+  if precision != "fp32":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if precision == "fp16":
     converter.target_spec.supported_types = [tf.float16]
+  if precision in INTEGER_OPS:
+    converter.target_spec.supported_ops = [INTEGER_OPS[precision]]
+    converter.representative_dataset = representative or (lambda: random_feeds(module))
   return converter.convert()

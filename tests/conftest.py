@@ -144,7 +144,7 @@ def benchmark_tool_table(tmp_path_factory) -> pathlib.Path:
   """A tiny-space table built through the phone path's script with runner `host`: every block
   timed by LiteRT's benchmark_litert_model with its default random inputs, the logs ingested."""
   workdir = tmp_path_factory.mktemp("benchmark_tool_table")
-  config = cost_table_config.get_config("runlocal,backend=android,runner=host")
+  config = cost_table_config.get_config("runlocal,runtime=android,runner=host")
   builder.build_table(config, str(workdir))  # Exports the blocks and the script.
   runtime = RuntimeSpec.from_config(config)
   command = android.script_command(runtime, builder.protocol_from_config(config),

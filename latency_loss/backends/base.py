@@ -55,6 +55,7 @@ def table_reference(host: Mapping[str, Any], backend: LatencyBackend) -> Referen
 # RuntimeSpec.backend -> "module:class" of the backends that time on this host. "android" runs
 # on a phone over adb: its tables are built by latency_loss.backends.android from logs.
 HOST_BACKENDS = {"tflite": "latency_loss.backends.tflite:TFLiteBackend",
+                 "compiled": "latency_loss.backends.compiled:CompiledBackend",
                  "xla": "latency_loss.backends.xla:XLABackend"}
 
 

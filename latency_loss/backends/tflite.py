@@ -101,12 +101,14 @@ def make_interpreter(model: bytes, runtime: RuntimeSpec) -> litert.Interpreter:
                             experimental_op_resolver_type=resolver)
 
 
-def random_inputs(runner: litert.SignatureRunner, space: SearchSpace,
+def random_inputs(details: Mapping[str, Mapping], space: SearchSpace,
                   seed: int = 0) -> dict[str, np.ndarray]:
-  """Valid random feeds for every input of a signature (ids < vocab, all-ones mask)."""
+  """Valid random feeds for every input of a signature (ids < vocab, all-ones mask), from its
+  input details ({name: {"shape", "dtype"}}, as the Interpreter's signature runner and LiteRT's
+  CompiledModel give them)."""
   rng = np.random.default_rng(seed)
   feeds = {}
-  for name, detail in runner.get_input_details().items():
+  for name, detail in details.items():
     shape, dtype = detail["shape"], detail["dtype"]
     if name == "input_ids":
       feeds[name] = rng.integers(0, space.vocab_size, shape).astype(dtype)
@@ -122,15 +124,7 @@ def random_inputs(runner: litert.SignatureRunner, space: SearchSpace,
 def model_call(model: bytes, space: SearchSpace, runtime: RuntimeSpec) -> Callable[[], object]:
   """One full signature-runner call of `model` (set inputs, invoke, read outputs)."""
   runner = make_interpreter(model, runtime).get_signature_runner()
-  return functools.partial(runner, **random_inputs(runner, space))
-
-
-def time_models(models: Mapping[str, bytes], space: SearchSpace, runtime: RuntimeSpec,
-                protocol: TimingProtocol) -> dict[str, Stats]:
-  """Times one full call of each model, interleaved (`timing.time_interleaved`: their ratios
-  hold if the machine's speed changes)."""
-  return time_interleaved({name: model_call(model, space, runtime)
-                           for name, model in models.items()}, protocol)
+  return functools.partial(runner, **random_inputs(runner.get_input_details(), space))
 
 
 class TFLiteBackend:
@@ -140,7 +134,7 @@ class TFLiteBackend:
 
   def __init__(self, space: SearchSpace, runtime: RuntimeSpec, protocol: TimingProtocol):
     if runtime.backend != self.name:
-      raise ValueError(f"TFLiteBackend got RuntimeSpec.backend='{runtime.backend}'")
+      raise ValueError(f"{type(self).__name__} got RuntimeSpec.backend='{runtime.backend}'")
     self.space, self.runtime, self.protocol = space, runtime, protocol
     # Whole-model flatbuffers, kept on disk: validation times each architecture in several
     # rounds, and converting a model costs more than timing it.
@@ -153,8 +147,18 @@ class TFLiteBackend:
   def convert(self, module: tf.Module) -> bytes:
     return tf_bert.convert_to_tflite(module, self.runtime.precision)
 
+  def model_call(self, model: bytes) -> Callable[[], object]:
+    """One full call of a converted model on this backend's runtime."""
+    return model_call(model, self.space, self.runtime)
+
+  def time_models(self, models: Mapping[str, bytes]) -> dict[str, Stats]:
+    """Times one full call of each model, interleaved (`timing.time_interleaved`: their ratios
+    hold if the machine's speed changes)."""
+    return time_interleaved({name: self.model_call(model) for name, model in models.items()},
+                            self.protocol)
+
   def block_call(self, block: Block) -> Callable[[], object]:
-    return model_call(self.convert(build_module(block, self.space)), self.space, self.runtime)
+    return self.model_call(self.convert(build_module(block, self.space)))
 
   def arch_model(self, arch: Arch, seed: int = 0) -> bytes:
     """The whole model of `arch` with random weights (converted once per backend, then reused)."""
@@ -167,4 +171,4 @@ class TFLiteBackend:
       return f.read()
 
   def arch_call(self, arch: Arch, seed: int = 0) -> Callable[[], object]:
-    return model_call(self.arch_model(arch, seed), self.space, self.runtime)
+    return self.model_call(self.arch_model(arch, seed))

@@ -202,3 +202,30 @@ def test_a_table_that_does_not_describe_this_machine_is_refused(
                                        r"latency.table_tolerance=10%\).*Nothing was written"):
     stages.run(config, str(workdir), stages=["target"])
   assert not (workdir / "target.json").exists()
+
+
+def test_the_whole_job_for_a_compiler_plugin(finished, tmp_path, monkeypatch, middle_target_ms):
+  """--config.runtime=openvino --config.precision=int8_full: that table, search, and the export
+  compiled for OpenVINO, verified through its dispatch library and timed there."""
+  monkeypatch.setenv("CANAO_COMPILE_CACHE", str(tmp_path / "cache"))
+  config, layout = finished
+  config = config.copy_and_resolve_references()
+  config.update(runtime="openvino", precision="int8_full",
+                teacher_model=str(layout.teacher_model_dir))
+  config.export.precisions = "fp32"  # The table's precision is added: the job's model.
+  stages.run(config, str(tmp_path / "run"), stages=["table"])
+  table = stages.Pipeline(config, str(tmp_path / "run")).load_table()
+  assert (table.runtime.plugin, table.runtime.precision) == ("intel_openvino", "int8_full")
+  config.latency.target_fraction = middle_target_ms(
+      table, table.space, config.search.latency.margin) / table.predict_ms(
+          table.space.largest_arch())
+  run = stages.run(config, str(tmp_path / "run"))
+  export = json.loads(run.export_report_file.read_text())
+  assert export["compiled_for"]["plugin"] == "intel_openvino"
+  assert export["results"]["int8_full"]["compiled"]["partition"]["fully_offloaded"]
+  latency = json.loads(run.latency_file.read_text())
+  assert latency["runtime"]["plugin"] == "intel_openvino"
+  assert {m["file"] for m in latency["models"].values()} == {"model_fp32_openvino.tflite",
+                                                             "model_int8_full_openvino.tflite"}
+  assert all(ms > 0 for m in latency["models"].values() for ms in m["latency_ms"].values())
+  assert "Compiled by the intel_openvino plugin for LNL" in run.report_file.read_text()

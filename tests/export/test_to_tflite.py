@@ -11,7 +11,11 @@ from ai_edge_litert.interpreter import Interpreter
 from flax import nnx
 
 from configs import export as export_config
+from configs.runtimes import runtime_fields
 from export import exporter, metadata
+from latency_loss import plugins
+from latency_loss.backends import compiled
+from latency_loss.runtime import RuntimeSpec
 from models import bert, checkpoint, workdirs
 from models.tokenizer import WordPieceTokenizer
 
@@ -219,6 +223,7 @@ def test_too_few_verification_examples_fail_the_gate(tmp_path):
     ("arch", ValueError, "but the checkpoint"),
     ("shapes", ValueError, "model.safetensors does not match its config.json"),
     ("untrained", ValueError, "has no classifier.weight"),
+    ("runtime", ValueError, r"--config.runtime=xla: export compiles for LiteRT runtimes only"),
 ])
 def test_bad_input_names_the_cause(tmp_path, breakage, error, match):
   model_dir = write_model(tmp_path / "run" / "model")
@@ -239,6 +244,8 @@ def test_bad_input_names_the_cause(tmp_path, breakage, error, match):
     hf = json.loads((model_dir / "config.json").read_text())
     hf["canao_bert_config"]["intermediate_size"] = [64, 64]
     (model_dir / "config.json").write_text(json.dumps(hf))
+  elif breakage == "runtime":
+    config.runtime = "xla"
   elif breakage == "untrained":
     encoder = {k: v for k, v in checkpoint.read_weights(model_dir).items()
                if not k.startswith("classifier")}
@@ -249,13 +256,56 @@ def test_bad_input_names_the_cause(tmp_path, breakage, error, match):
   assert not (tmp_path / "run" / "export").exists()
 
 
+@pytest.fixture(scope="module")
+def exported_for_openvino(tmp_path_factory):
+  root = tmp_path_factory.mktemp("export_openvino")
+  write_model(root / "run" / "model")
+  report = exporter.export(runlocal(root, precisions="fp32,int8_full", runtime="openvino"),
+                           str(root / "run"))
+  return root / "run" / "export", report
+
+
+def test_export_for_openvino_compiles_verifies_and_reports_the_partition(exported_for_openvino):
+  out, report = exported_for_openvino
+  assert report["failures"] == [] and report["compiled_for"]["plugin"] == "intel_openvino"
+  for precision in ("fp32", "int8_full"):
+    compiled = report["results"][precision]["compiled"]
+    assert compiled["partition"]["fully_offloaded"] and compiled["partition"]["cpu_ops"] == {}
+    assert compiled["partition"]["offloaded_ops"] == sum(
+        report["results"][precision]["op_coverage"]["ops"].values())
+    model = (out / f"model_{precision}_openvino.tflite").read_bytes()
+    assert plugins.stamp(model) == ("IntelOpenVINO", "LNL")
+    sidecar = json.loads((out / f"model_{precision}_openvino.json").read_text())
+    assert sidecar["verification"]["compiled"] == compiled
+    # Verified on the dispatch path against JAX, as the plain model is on the Interpreter.
+    assert compiled["passed"] and compiled["prediction_agreement"] >= 0.9
+  # OpenVINO's float layers run in bfloat16 on CPUs that have it: close, not to 1e-4.
+  assert report["results"]["fp32"]["compiled"]["max_abs_diff"] <= (
+      1e-4 if plugins.openvino_float_precision() == "f32" else 0.05)
+
+
+def test_compiled_models_run_with_their_plain_models_io(exported_for_openvino):
+  out, _ = exported_for_openvino
+  runtime = RuntimeSpec(**runtime_fields("openvino"))
+  inputs = {"input_ids": np.full((1, 32), 7, np.int32), "attention_mask": np.ones((1, 32), np.int32),
+            "token_type_ids": np.zeros((1, 32), np.int32)}
+  plain = Interpreter(model_content=(out / "model_fp32.tflite").read_bytes())
+  expected = plain.get_signature_runner()(**inputs)["logits"]
+  loaded = compiled.load((out / "model_fp32_openvino.tflite").read_bytes(), runtime)
+  np.testing.assert_allclose(compiled.runner(loaded)(**inputs)["logits"], expected,
+                             atol=1e-4 if plugins.openvino_float_precision() == "f32" else 0.05)
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--delegate=/nonexistent/libx.so", "--delegate_option=backend=gpu"],
      "cannot load the delegate library '/nonexistent/libx.so'"),
     (["--delegate=/nonexistent/libx.so", "--delegate_option=novalue"],
      "delegate_options item 'novalue' is not key=value"),
+    (["--runtime=qualcomm"], "runtime 'qualcomm' needs the Python package "
+                             "'ai_edge_litert_sdk_qualcomm', which is not installed: pip install "
+                             "ai-edge-litert-sdk-qualcomm"),
 ])
-def test_command_line_delegate_flags_reach_the_export(tmp_path, flags, match):
+def test_command_line_runtime_and_delegate_flags_reach_the_export(tmp_path, flags, match):
   result = subprocess.run(
       [sys.executable, "-m", "export.to_tflite", "--config=configs/export.py:runlocal",
        f"--workdir={tmp_path / 'run'}", *flags],

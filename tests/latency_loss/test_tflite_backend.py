@@ -29,19 +29,19 @@ def test_null_block_has_the_block_signature(block):
   for side in ("get_input_details", "get_output_details"):
     shapes = lambda r: {k: tuple(v["shape"]) for k, v in getattr(r, side)().items()}
     assert shapes(real) == shapes(null)
-  feeds = tflite.random_inputs(null, SPACE)
+  feeds = tflite.random_inputs(null.get_input_details(), SPACE)
   assert all(np.isfinite(v).all() for v in null(**feeds).values())
 
 
 def test_null_model_maps_tokens_to_logits():
   runner = _runner(Block("model", 32, null=True))
   assert set(runner.get_input_details()) == {"input_ids", "attention_mask", "token_type_ids"}
-  assert runner(**tflite.random_inputs(runner, SPACE))["logits"].shape == (1, 2)
+  assert runner(**tflite.random_inputs(runner.get_input_details(), SPACE))["logits"].shape == (1, 2)
 
 
 def test_random_inputs_are_valid_tokens():
   runner = _runner(Block("embeddings", 32))
-  feeds = tflite.random_inputs(runner, SPACE)
+  feeds = tflite.random_inputs(runner.get_input_details(), SPACE)
   assert feeds["input_ids"].max() < SPACE.vocab_size and feeds["input_ids"].dtype == np.int32
 
 

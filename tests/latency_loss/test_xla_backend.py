@@ -14,7 +14,7 @@ from models.search_space import Arch, get_space
 
 
 def test_runlocal_xla_table(tmp_path):
-  config = cost_table_config.get_config("runlocal,backend=xla")
+  config = cost_table_config.get_config("runlocal,runtime=xla")
   table = builder.build_table(config, str(tmp_path))
   assert table.missing() == [] and table.runtime.backend == "xla"
   assert "jax_device" in table.host
@@ -35,7 +35,7 @@ def test_block_functions_have_block_shapes():
 def test_whole_arch_measures():
   space = get_space("tiny")
   runtime = RuntimeSpec(backend="xla", xnnpack=False,
-                        threads=cost_table_config.get_config("backend=xla").threads)
+                        threads=cost_table_config.get_config("runtime=xla").threads)
   backend = xla.XLABackend(space, runtime, TimingProtocol(1, 2))
   stats = backends.measure(backend.arch_call(Arch(2, 32, (1, 2), (64, 128))), backend.protocol)
   assert stats.runs == 2 and stats.median_ms > 0
