@@ -80,6 +80,15 @@ def compare(tables: dict[str, CostTable], numerator: str, denominator: str) -> d
   """Per-layer cost ratio numerator / denominator, and the non-layer costs of both."""
   top, bottom = layer_costs(tables[numerator]), layer_costs(tables[denominator])
   ratios = {k: top[k] / bottom[k] for k in top if bottom[k] > 0 and top[k] > 0}
+  space = tables[numerator].space
+
+  def attention_share(hidden: int, heads: int, ffn: int) -> float:
+    """Share of a layer's multiply-adds in attention (QKV and output projections, scores):
+    the plot's colour, which kind of work a compiler makes cheap."""
+    width = heads * space.head_size
+    attention = 4 * hidden * width + 2 * space.seq_len * width
+    return attention / (attention + 2 * hidden * ffn)
+
   values = sorted(ratios.values())
   other = lambda t: {"null_model_ms": t.overhead_ms(),
                      "embeddings_ms": {h: t.cost_ms(Block("embeddings", h), context=False)
@@ -88,7 +97,8 @@ def compare(tables: dict[str, CostTable], numerator: str, denominator: str) -> d
                                  for h in t.space.hidden_choices}}
   return {"numerator": numerator, "denominator": denominator,
           "layers": [{"hidden": h, "heads": a, "ffn": f, "numerator_ms": top[(h, a, f)],
-                      "denominator_ms": bottom[(h, a, f)], "ratio": r}
+                      "denominator_ms": bottom[(h, a, f)], "ratio": r,
+                      "attention_share": attention_share(h, a, f)}
                      for (h, a, f), r in sorted(ratios.items())],
           "ratio_median": values[len(values) // 2], "ratio_min": values[0],
           "ratio_max": values[-1], "base_layer_ratio": ratios.get(max(ratios)),
@@ -102,13 +112,8 @@ def plot(comparisons: list[dict[str, Any]], path: str) -> None:
   fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 4.6), squeeze=False)
   for ax, c in zip(axes[0], comparisons):
     layers = c["layers"]
-    # Share of the layer's multiply-adds in attention (QKV/output projections and scores):
-    # the colour shows which kind of work a compiler makes cheap.
-    attention = [(4 * l["hidden"] * 32 * l["heads"] + 2 * 128 * 32 * l["heads"])
-                 / (4 * l["hidden"] * 32 * l["heads"] + 2 * 128 * 32 * l["heads"]
-                    + 2 * l["hidden"] * l["ffn"]) for l in layers]
     points = ax.scatter([l["denominator_ms"] for l in layers], [l["ratio"] for l in layers],
-                        c=attention, cmap="viridis", s=12)
+                        c=[l["attention_share"] for l in layers], cmap="viridis", s=12)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel=f"layer net cost on {c['denominator']} (ms)",
            ylabel=f"{c['numerator']} / {c['denominator']}",

@@ -98,7 +98,8 @@ def time_threads(models: dict[str, bytes], source: exporter.Source,
   after the other, models would be compared across levels)."""
   out = {name: {} for name in models}
   for t in _THREADS.value:
-    stats = tflite_backend.time_models(models, source.space, RuntimeSpec(threads=int(t)), protocol)
+    stats = tflite_backend.TFLiteBackend(source.space, RuntimeSpec(threads=int(t)),
+                                         protocol).time_models(models)
     for name, s in stats.items():
       out[name][t] = s.__dict__
   return out

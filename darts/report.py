@@ -16,6 +16,7 @@ import numpy as np
 
 from darts import layout as layout_lib
 from darts.layout import ACCURACY_FIGURE, ARCH_FIGURE, FIDELITY_FIGURE, PROBABILITIES_FIGURE
+from latency_loss import plugins
 
 
 def _load(path: pathlib.Path) -> Optional[Any]:
@@ -278,22 +279,8 @@ def _compiled_lines(export: dict[str, Any]) -> list[str]:
   lines = ["", f"Compiled by the {target['plugin']} plugin for {target['soc_model']}"
                + (f" ({target['graph_backend']} graph backend)" if target["graph_backend"] else "")
                + ", and verified through its dispatch library against JAX:"]
-  for precision, result in export["results"].items():
-    compiled = result.get("compiled")
-    if not compiled:
-      continue
-    p = compiled["partition"]
-    line = (f"- {precision}: {p['offloaded_ops']} of {p['ops']} ops offloaded in "
-            f"{p['partitions']} partition(s)")
-    if p["cpu_ops"]:
-      line += f"; left on CPU: {p['cpu_ops']} (not written: the runtime would run them on CPU)"
-    else:
-      metric = compiled["metrics"][compiled["main_metric"]]
-      line += (f"; dev {compiled['main_metric']} {100 * metric:.2f} "
-               f"({-100 * compiled['metric_drop']:+.2f} vs JAX), max |logit diff| "
-               f"{compiled['max_abs_diff']:.2e}")
-    lines.append(line + ".")
-  return lines
+  return lines + [f"- {precision}: {plugins.compiled_summary(result['compiled'])}."
+                  for precision, result in export["results"].items() if "compiled" in result]
 
 
 def _conditions_line(conditions: dict[str, Any]) -> str:

@@ -354,8 +354,9 @@ def measure_exported(export_dir: pathlib.Path, table: table_lib.CostTable, threa
   # model_<precision>.tflite, or with a plugin model_<precision>_<runtime>.tflite.
   suffix = f"_{runtime.name}" if runtime.plugin else ""
   paths = {path.stem.removeprefix("model_").removesuffix(suffix): path
-           for path in sorted(export_dir.glob(f"model_*{suffix}.tflite"))
-           if path.stem.removeprefix("model_").removesuffix(suffix) in export_report["results"]}
+           for path in sorted(export_dir.glob(f"model_*{suffix}.tflite"))}
+  paths = {precision: path for precision, path in paths.items()
+           if precision in export_report["results"]}
   latency = {precision: dict.fromkeys(map(str, threads)) for precision in paths}
   base = dict.fromkeys(map(str, threads))
   if on_host:

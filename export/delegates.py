@@ -6,7 +6,8 @@ Two questions, answered separately:
   external delegate library) actually took on this host (`delegated_share`);
 * documented: which ops a phone's GPU delegate or NNAPI would take, by the published op lists
   below (`coverage_report`), plus graph properties that make mobile delegates refuse whole
-  graphs (tensors of rank > 4, dynamic shapes).
+  graphs (tensors of rank > 4, dynamic shapes). For a compiler plugin, its real partition
+(`latency_loss.plugins.partition_report`) answers instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from ai_edge_litert import interpreter as litert
 
+from latency_loss import plugins
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
 
@@ -130,11 +132,7 @@ def delegated_share(model: bytes, runtime: RuntimeSpec) -> dict[str, Any]:
 
 def op_counts(model: bytes) -> dict[str, int]:
   """Operator histogram of the flatbuffer's graph, before any delegation."""
-  interpreter = litert.Interpreter(
-      model_content=model,
-      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-  ops = collections.Counter(d["op_name"] for d in interpreter._get_ops_details())  # pylint: disable=protected-access
-  return dict(sorted(ops.items()))
+  return dict(sorted(collections.Counter(plugins.op_names(model)).items()))
 
 
 def _shape_flags(model: bytes) -> dict[str, list[str]]:

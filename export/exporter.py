@@ -35,7 +35,6 @@ from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
 
-PRECISIONS = tf_bert.PRECISIONS
 EMBEDDING_TABLES = tuple(f"embeddings.{name}_embeddings.weight"
                          for name in ("word", "position", "token_type"))
 EXPORT_DIR = "export"
@@ -71,10 +70,10 @@ class Source:
 def parse_precisions(text: str) -> tuple[str, ...]:
   """'fp32,fp16' -> ('fp32', 'fp16'); raises ValueError naming an unknown mode."""
   names = tuple(p.strip() for p in text.split(",") if p.strip())
-  unknown = [p for p in names if p not in PRECISIONS]
+  unknown = [p for p in names if p not in tf_bert.PRECISIONS]
   if unknown or not names:
     raise ValueError(f"--config.precisions={text!r}: unknown quantization mode(s) {unknown}; "
-                     f"expected a comma-separated subset of {PRECISIONS}")
+                     f"expected a comma-separated subset of {tf_bert.PRECISIONS}")
   return names
 
 
@@ -263,9 +262,7 @@ def compile_target(config: ml_collections.ConfigDict) -> RuntimeSpec | None:
   fields.update({k: config[k] for k in ("soc_model", "graph_backend") if config[k]})
   target = RuntimeSpec(**fields, threads=config.threads)
   if target.plugin:
-    plugins.check_sdk(target)
-    plugins.library(target, "compiler")
-    plugins.library(target, "dispatch")
+    plugins.check_available(target)
   return target
 
 
@@ -282,14 +279,8 @@ def _compile_and_verify(model: bytes, precision: str, target: RuntimeSpec,
   result: dict[str, Any] = {"runtime": target.to_dict()}
   if target.plugin:
     model, result["partition"] = plugins.compile_model(model, target)
-    logging.info("%s on %s: %d of %d ops offloaded in %d partition(s)%s", precision,
-                 target.name, result["partition"]["offloaded_ops"], result["partition"]["ops"],
-                 result["partition"]["partitions"],
-                 f"; left on CPU: {result['partition']['cpu_ops']}"
-                 if result["partition"]["cpu_ops"] else "")
+    logging.info("%s %s", precision, plugins.compiled_summary(result))
     if not result["partition"]["fully_offloaded"]:
-      logging.warning("%s: not written for %s: the plugin left ops on CPU (%s).", precision,
-                      target.name, result["partition"]["cpu_ops"])
       return None, result
   logits = verify.compiled_logits(model, target, dev.inputs, f"model_{precision} on {target.name}")
   result.update(verify.compare(task, dev, reference, logits), bytes=len(model))
@@ -302,7 +293,7 @@ def _gate(results: dict[str, dict[str, Any]], config: ml_collections.ConfigDict,
   failures = []
   if num_examples < config.verify.min_examples:
     failures.append(f"only {num_examples} verification examples (< {config.verify.min_examples})")
-  checked = [(precision, r) for precision, r in results.items()]
+  checked = list(results.items())
   checked += [(f"{precision} on {r['compiled']['runtime']['plugin'] or 'litert_cpu'}",
                r["compiled"]) for precision, r in results.items()
               if "metric_drop" in r.get("compiled", {})]

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from darts.training import jobs
 from export import exporter
+from latency_loss import plugins
 from models import workdirs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Export config file.",
@@ -51,20 +52,6 @@ def config_with_flags(config):
   return config
 
 
-def describe_compiled(result: dict) -> str:
-  """One line: what the plugin offloaded, and how the compiled model verified."""
-  parts = []
-  if "partition" in result:
-    p = result["partition"]
-    parts.append(f"{p['offloaded_ops']}/{p['ops']} ops offloaded in {p['partitions']} "
-                 f"partition(s)" + (f", left on CPU: {p['cpu_ops']}" if p["cpu_ops"] else ""))
-  if "metrics" in result:
-    parts.append(" ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
-                 + f" max_abs_diff={result['max_abs_diff']:.2e}"
-                 + (" LOSSY" if result.get("lossy") else ""))
-  return f"compiled for {result['runtime']['plugin'] or 'litert_cpu'}: " + "; ".join(parts)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -80,7 +67,7 @@ def main(argv):
                + (" LOSSY" if result.get("lossy") else ""))
     print(f"{precision}: {line}")
     if "compiled" in result:
-      print(f"  {describe_compiled(result['compiled'])}")
+      print(f"  {plugins.compiled_summary(result['compiled'])}")
   jobs.finish_job()
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from ai_edge_litert import schema_py_generated as schema
 
 from latency_loss.runtime import RuntimeSpec
+from models import files
 
 DISPATCH_OP = "DISPATCH_OP"
 STAMP_METADATA = "LiteRtStamp"  # (manufacturer, SoC model) of a compiled model.
@@ -53,7 +54,6 @@ class Plugin:
     target_module: the `ai_edge_litert.aot.vendors` module with its `Target` and `SocModel`.
     sdk_module: the Python package that provides its SDK (checked before compiling).
     install: the command that installs that package.
-    compile_flags: extra apply_plugin flags, from the runtime (e.g. OpenVINO's device).
   """
   vendor_dir: str
   target_module: str
@@ -61,6 +61,7 @@ class Plugin:
   install: str
 
   def compile_flags(self, runtime: RuntimeSpec) -> dict[str, str]:
+    """Extra apply_plugin flags, from the runtime (OpenVINO's device)."""
     if self.vendor_dir == "intel_openvino" and runtime.graph_backend:
       return {"intel_openvino_graph_backends": runtime.graph_backend}
     return {}
@@ -108,6 +109,14 @@ def library(runtime: RuntimeSpec, kind: str) -> pathlib.Path:
     raise PluginError(f"runtime '{runtime.plugin}': the {kind} library {found[0]} does not "
                       f"load ({e}); {plugin_of(runtime).install}") from None
   return found[0]
+
+
+def check_available(runtime: RuntimeSpec) -> None:
+  """The runtime's SDK, compiler plugin and dispatch library are all usable (else a
+  `PluginError` naming the missing piece), checked before any long job starts."""
+  check_sdk(runtime)
+  library(runtime, "compiler")
+  library(runtime, "dispatch")
 
 
 def check_sdk(runtime: RuntimeSpec) -> None:
@@ -188,9 +197,13 @@ def stamp(model: bytes) -> tuple[str, str] | None:
   return None
 
 
+def _target_module(runtime: RuntimeSpec) -> Any:
+  """The plugin's `ai_edge_litert.aot.vendors` target module (its Target, SocModel, ...)."""
+  return importlib.import_module(f"ai_edge_litert.aot.vendors.{plugin_of(runtime).target_module}")
+
+
 def expected_stamp(runtime: RuntimeSpec) -> tuple[str, str]:
-  target = importlib.import_module(
-      f"ai_edge_litert.aot.vendors.{plugin_of(runtime).target_module}")
+  target = _target_module(runtime)
   return target.SocManufacturer(next(iter(target.SocManufacturer))).value, runtime.soc_model
 
 
@@ -227,12 +240,27 @@ def require_full_offload(report: dict[str, Any], runtime: RuntimeSpec, what: str
                       "would be LiteRT's CPU kernels', not the compiler's")
 
 
+def compiled_summary(result: dict[str, Any]) -> str:
+  """One line on an export's "compiled" result: what the plugin offloaded (and left on CPU), and
+  how the compiled model verified against JAX."""
+  parts = []
+  if "partition" in result:
+    p = result["partition"]
+    parts.append(f"{p['offloaded_ops']} of {p['ops']} ops offloaded in {p['partitions']} "
+                 f"partition(s)" + (f", left on CPU: {p['cpu_ops']} (not written)"
+                                    if p["cpu_ops"] else ""))
+  if "metrics" in result:
+    parts.append(" ".join(f"{k} {100 * v:.2f}" for k, v in result["metrics"].items())
+                 + f" ({-100 * result['metric_drop']:+.2f} vs JAX), max |logit diff| "
+                 f"{result['max_abs_diff']:.2e}" + (" LOSSY" if result.get("lossy") else ""))
+  return f"compiled for {result['runtime']['plugin'] or 'litert_cpu'}: " + "; ".join(parts)
+
+
 # ----------------------------------------------------------------------------- compiling
 
 
 def _target(runtime: RuntimeSpec) -> Any:
-  module = importlib.import_module(
-      f"ai_edge_litert.aot.vendors.{plugin_of(runtime).target_module}")
+  module = _target_module(runtime)
   try:
     soc = module.SocModel(runtime.soc_model)
   except ValueError:
@@ -273,7 +301,7 @@ class CompileCache:
   """Compiled models on disk, keyed by model bytes, plugin settings and versions.
 
   A killed table build that resumes finds the blocks it compiled; files are written whole
-  (temporary file, then rename), so a kill never leaves a truncated entry.
+  (`models.files`: temporary file, then rename), so a kill never leaves a truncated entry.
   """
 
   def __init__(self, runtime: RuntimeSpec, directory: str | os.PathLike | None = None):
@@ -288,8 +316,6 @@ class CompileCache:
       return path.read_bytes(), json.loads(report_path.read_text())
     compiled, report = compile_model(model, self.runtime)
     self.dir.mkdir(parents=True, exist_ok=True)
-    for target, data in ((path, compiled), (report_path, json.dumps(report).encode())):
-      with tempfile.NamedTemporaryFile(dir=self.dir, delete=False) as f:
-        f.write(data)
-      os.replace(f.name, target)
+    files.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_bytes(compiled))
+    files.write_json_atomically(report_path, report)  # Last: it marks the entry complete.
     return compiled, report

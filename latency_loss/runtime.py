@@ -76,8 +76,7 @@ class RuntimeSpec:
     """The runtime fields of a job's config (a cost-table config, or a search's `latency`);
     the config's other fields are ignored."""
     return cls(**{f.name: (dict(config[f.name]) if f.name == "delegate_options"
-                           else config[f.name]) for f in dataclasses.fields(cls)
-                  if f.name in config})
+                           else config[f.name]) for f in dataclasses.fields(cls)})
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RuntimeSpec":

@@ -22,9 +22,6 @@ from latency_loss.runtime import RuntimeSpec
 from latency_loss.timing import TimingProtocol
 from models.search_space import SearchSpace
 
-_GRAPH_BACKENDS = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
-
-
 def _options(runtime: RuntimeSpec) -> options.Options:
   """Accelerators and threads as `runtime` says: the CPU accelerator, or the vendor's dispatch
   (NPU flag) with OpenVINO's device and thread count where the plugin is OpenVINO."""
@@ -35,8 +32,7 @@ def _options(runtime: RuntimeSpec) -> options.Options:
   openvino = None
   if runtime.plugin == "intel_openvino":
     openvino = options.IntelOpenVinoOptions(
-        graph_backend=getattr(options.IntelOpenVinoGraphBackend,
-                              _GRAPH_BACKENDS[runtime.graph_backend or "cpu"]),
+        graph_backend=options.IntelOpenVinoGraphBackend[(runtime.graph_backend or "cpu").upper()],
         performance_mode=options.IntelOpenVinoPerformanceMode.LATENCY,
         configs_map={"INFERENCE_NUM_THREADS": str(runtime.threads)})
   return options.Options(hardware_accelerators=accel.NPU | accel.CPU, cpu_options=cpu,
@@ -101,9 +97,7 @@ class CompiledBackend(tflite.TFLiteBackend):
   def __init__(self, space: SearchSpace, runtime: RuntimeSpec, protocol: TimingProtocol):
     super().__init__(space, runtime, protocol)
     if runtime.plugin:
-      plugins.check_sdk(runtime)
-      plugins.library(runtime, "compiler")
-      plugins.library(runtime, "dispatch")
+      plugins.check_available(runtime)
       self._cache = plugins.CompileCache(runtime)
 
   def facts(self) -> dict[str, str]:
