@@ -25,9 +25,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from bench.exported import candidates, export_all
 from bench.machine import code_version, machine_facts
-from configs import export as export_config
-from configs.runtimes import runtime_fields
 from export import exporter
 from latency_loss.backends import compiled, tflite
 from latency_loss.runtime import RuntimeSpec
@@ -44,39 +43,16 @@ _MAX_DROP = flags.DEFINE_float("max_drop", 0.01, "Allowed metric drop vs the tea
 flags.mark_flags_as_required(["model_dir", "teacher_eval"])
 
 
-def export_all() -> dict[str, Any]:
-  config = export_config.get_config()
-  config.update(model_dir=_MODEL_DIR.value, precisions=_PRECISIONS.value, runtime="openvino")
-  config.data.glue_dir = _GLUE_DIR.value
-  return exporter.export(config, _WORKDIR.value)
-
-
-def candidates(report: dict[str, Any], out_dir: pathlib.Path, threads: int
-               ) -> dict[str, tuple[RuntimeSpec, bytes, dict[str, Any]]]:
-  """'runtime/precision' -> (runtime, model file bytes, its verification result)."""
-  xnnpack = RuntimeSpec(threads=threads)
-  openvino = RuntimeSpec(**runtime_fields("openvino"), threads=threads)
-  found = {}
-  for precision in _PRECISIONS.value.split(","):
-    result = report["results"][precision]
-    found[f"xnnpack/{precision}"] = (xnnpack, (out_dir / f"model_{precision}.tflite").read_bytes(),
-                                     result)
-    path = out_dir / exporter.compiled_file(precision, openvino)
-    if path.exists():
-      found[f"openvino/{precision}"] = (openvino, path.read_bytes(), result["compiled"])
-  return found
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  report = export_all()
+  report = export_all(_MODEL_DIR.value, _WORKDIR.value, _PRECISIONS.value, _GLUE_DIR.value)
   teacher = json.loads(pathlib.Path(_TEACHER_EVAL.value).read_text())
   teacher_metric = teacher["metrics"][teacher["main_metric"]]
   out_dir = pathlib.Path(_WORKDIR.value) / exporter.EXPORT_DIR
   source = exporter.load_source(pathlib.Path(_MODEL_DIR.value), "", report["seq_len"], "")
   protocol = TimingProtocol(warmup=30, runs=150, min_seconds=0.5)
-  models = candidates(report, out_dir, threads=2)
+  models = candidates(report, out_dir, _PRECISIONS.value.split(","), threads=2)
   xnnpack_backend = tflite.TFLiteBackend(source.space, RuntimeSpec(threads=2), protocol)
   calls = {"base xnnpack/fp32": xnnpack_backend.arch_call(source.space.largest_arch())}
   for name, (runtime, model, _) in models.items():
