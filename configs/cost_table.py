@@ -9,8 +9,10 @@ The argument is a comma-separated list of `key=value` overrides and flags:
                                 API on CPU), openvino (Intel's compiler plugin, OpenVINO's CPU
                                 graph backend), qualcomm|mediatek|google_tensor (their plugins:
                                 need the vendor SDK), xla (jitted JAX) or android (a phone)
-  precision=fp32|fp16|int8|int8_full  fp16 = float16 weights, int8 = dynamic range, int8_full =
-                                int8 weights and activations (default fp32)
+  precision=NAME                fp32 (default), fp16 (float16 weights), int8 (dynamic range), or
+                                a quantization recipe of configs/quantization.py (int8_full,
+                                mixed, mixed_int16): blocks quantized with that recipe, whose
+                                file hash the table records and every job checks
   threads=N                     pinned CPU threads (default 2; xla: all cores)
   statistic=median|min          what a latency is: the median or the fastest run
   priority=realtime|normal      timed threads' scheduling: the highest the process may take

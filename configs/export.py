@@ -28,11 +28,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch = ""  # Optional Arch JSON file the checkpoint must match (e.g. a search result).
   config.seq_len = 128  # Static sequence length of the exported graph.
   # fp32 (always built: it is the verified reference), fp16 (float16 weights), int8 (dynamic
-  # range) and int8_full (int8 weights and activations, calibrated on train examples). Also
-  # int16x8 (int16 activations, for NPUs that run them): accurate, but ~0.6 s a sentence on
-  # LiteRT's CPU kernels, so not verified by default.
+  # range), and the recipes of configs/quantization.py, calibrated on train examples: int8_full
+  # (integer-only), mixed (int8, LayerNorms in float) and mixed_int16 (integer-only, int16
+  # LayerNorms). Also int16x8 (int16 activations, for NPUs that run them): accurate, but ~0.6 s
+  # a sentence on LiteRT's CPU kernels, so not verified by default.
   config.precisions = "fp32,fp16,int8,int8_full"
   config.calibration_examples = 200
+  config.min_calibration_examples = 100  # Fewer is an error: the ranges would clip.
 
   config.data = ml_collections.ConfigDict()
   config.data.glue_dir = ""  # Empty: $GLUE_DIR, else the Hugging Face Hub.
@@ -64,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if args.runlocal:
     config.seq_len = 32
     config.calibration_examples = 8
+    config.min_calibration_examples = 8
     config.verify.num_examples = 32
     config.verify.min_examples = 16
   return config

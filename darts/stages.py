@@ -294,8 +294,8 @@ class Pipeline:
     if table.runtime.backend == "compiled":  # Compile for, and verify on, the table's runtime.
       config.update(runtime=table.runtime.name, soc_model=table.runtime.soc_model,
                     graph_backend=table.runtime.graph_backend)
-      if table.runtime.precision not in exporter.parse_precisions(config.precisions):
-        config.precisions += f",{table.runtime.precision}"
+    if table.runtime.precision not in exporter.parse_precisions(config.precisions):
+      config.precisions += f",{table.runtime.precision}"  # The precision the search was for.
     exporter.export(config, str(self.layout.root))
 
   def measure(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ai_edge_litert import interpreter as litert
 
-from latency_loss import plugins
+from models import flatbuffer
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
 
@@ -132,7 +132,7 @@ def delegated_share(model: bytes, runtime: RuntimeSpec) -> dict[str, Any]:
 
 def op_counts(model: bytes) -> dict[str, int]:
   """Operator histogram of the flatbuffer's graph, before any delegation."""
-  return dict(sorted(collections.Counter(plugins.op_names(model)).items()))
+  return dict(sorted(collections.Counter(flatbuffer.op_names(model)).items()))
 
 
 def _shape_flags(model: bytes) -> dict[str, list[str]]:

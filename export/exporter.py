@@ -23,14 +23,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from configs import runtimes
+from configs import quantization, runtimes
 from darts.data import glue
 from darts.training import teacher
 from export import delegates, metadata, verify
 from latency_loss import plugins
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
-from models import checkpoint, files, tf_bert, workdirs
+from models import checkpoint, files, quantize, tf_bert, workdirs
 from models.bert import BertConfig
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
@@ -192,14 +192,36 @@ def convert(source: Source, module: tf_bert.BertModule, precision: str,
             calibration: Callable[[], verify.PaddedSplit]) -> bytes:
   """The flatbuffer of `module` (built from `source`) at `precision`.
 
-  Integer modes rebuild the graph with integer-friendly weights and call `calibration`.
+  Calibrated modes rebuild the graph with integer-friendly weights and call `calibration`. A
+  recipe precision (configs/quantization.py) must select ops of this model, entry by entry.
   """
-  if precision in tf_bert.INTEGER_OPS:
-    examples = calibration()
-    return tf_bert.convert_to_tflite(
-        build_module(source, integer_friendly=True), precision,
-        lambda: ({k: v[i:i + 1] for k, v in examples.inputs.items()} for i in range(len(examples))))
-  return tf_bert.convert_to_tflite(module, precision)
+  if precision not in tf_bert.CALIBRATED:
+    return tf_bert.convert_to_tflite(module, precision)
+  examples = calibration()
+  feeds = lambda: ({k: v[i:i + 1] for k, v in examples.inputs.items()} for i in range(len(examples)))
+  friendly = build_module(source, integer_friendly=True)
+  if precision in quantization.RECIPES:
+    recipe = quantization.get_recipe(precision)
+    float_model = tf_bert.convert_to_tflite(friendly)
+    quantize.check_entries(float_model, recipe)
+    return quantize.quantize(float_model, recipe, feeds())
+  return tf_bert.convert_to_tflite(friendly, precision, feeds)
+
+
+def recipe_report(source: Source, precision: str, model: bytes, dev: verify.PaddedSplit,
+                  num_examples: int = 8) -> dict[str, Any]:
+  """Where a recipe's model departs from float: the recipe (name, file hash), the ops it
+  leaves in float, and the tensors with the worst SNR against the float graph it was
+  quantized from, on the first `num_examples` dev examples."""
+  recipe = quantization.get_recipe(precision)
+  float_model = tf_bert.convert_to_tflite(build_module(source, integer_friendly=True))
+  n = min(num_examples, len(dev))
+  feeds = [{k: v[i:i + 1] for k, v in dev.inputs.items()} for i in range(n)]
+  return {"recipe": recipe.name, "recipe_sha256": recipe.sha256(),
+          "integer_only": recipe.integer_only,
+          "float_ops": quantize.describe_ops(quantize.float_ops(model)),
+          "worst_tensors": quantize.worst_tensors(float_model, model, feeds),
+          "validation_examples": n}
 
 
 def _io_spec(model: bytes) -> dict[str, dict[str, dict[str, Any]]]:
@@ -352,6 +374,20 @@ def export(config: ml_collections.ConfigDict, workdir: str,
     return _export(config, source, module, precisions, runtime, target, out_dir)
 
 
+def _calibration_split(split: Callable[[str, int], verify.PaddedSplit],
+                       config: ml_collections.ConfigDict) -> verify.PaddedSplit:
+  """The train examples activation ranges are calibrated on; too few is an error: a range
+  seen on a handful of sentences clips the rest."""
+  examples = split("train", config.calibration_examples)
+  if len(examples) < config.min_calibration_examples:
+    raise ValueError(
+        f"{len(examples)} calibration examples (export.calibration_examples="
+        f"{config.calibration_examples}, from the train split of {config.data.glue_dir or 'GLUE'}"
+        f") are fewer than export.min_calibration_examples={config.min_calibration_examples}. "
+        "Raise calibration_examples, or give a larger train split.")
+  return examples
+
+
 def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.BertModule,
             precisions: tuple[str, ...], runtime: RuntimeSpec, target: RuntimeSpec | None,
             out_dir: pathlib.Path) -> dict[str, Any]:
@@ -360,7 +396,7 @@ def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.B
                                                   config.data.glue_dir, limit, config.seed)
   dev = split(config.data.eval_split, config.verify.num_examples)
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
-  calibration = lambda: split("train", config.calibration_examples)
+  calibration = lambda: _calibration_split(split, config)
   models, compiled = {}, {}
   results = {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
   todo = list(dict.fromkeys(("fp32", *precisions)))  # fp32 is always the gate.
@@ -373,6 +409,9 @@ def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.B
                           "delegate": delegates.delegated_share(models[precision], runtime),
                           "op_coverage": delegates.coverage_report(models[precision]),
                           "bytes": len(models[precision])}
+    if precision in quantization.RECIPES:
+      results[precision]["quantization"] = recipe_report(source, precision, models[precision],
+                                                         dev)
     logging.info("%s: %s", precision, {k: results[precision][k] for k in
                                        ("metrics", "max_abs_diff")})
     if target is not None and precision in precisions:

@@ -174,7 +174,8 @@ def _build_table(config: ml_collections.ConfigDict, workdir: str, path: str) -> 
   if runtime.backend == "android":
     from latency_loss.backends import android
     return android.build_or_ingest(space, runtime, protocol, workdir, config.android_logs,
-                                   path, host.host_facts({}), config.benchmark_runner)
+                                   path, host.host_facts(runtime.quantization_facts()),
+                                   config.benchmark_runner)
   backend = backends.make_backend(space, runtime, protocol)
   table = open_table(path, space, runtime, protocol, backend.facts())
   level = reachable_priority(protocol.priority)

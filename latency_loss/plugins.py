@@ -28,10 +28,8 @@ import pathlib
 import tempfile
 from typing import Any
 
-from ai_edge_litert import schema_py_generated as schema
-
 from latency_loss.runtime import RuntimeSpec
-from models import files
+from models import files, flatbuffer
 
 DISPATCH_OP = "DISPATCH_OP"
 STAMP_METADATA = "LiteRtStamp"  # (manufacturer, SoC model) of a compiled model.
@@ -166,29 +164,9 @@ def openvino_float_precision() -> str:
 # ----------------------------------------------------------------------------- graph reading
 
 
-def _builtin_names() -> dict[int, str]:
-  return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _model(buffer: bytes) -> Any:
-  return schema.Model.GetRootAsModel(buffer, 0)
-
-
-def op_names(model: bytes) -> list[str]:
-  """The op of every node of the main subgraph, in order (custom ops by their custom code)."""
-  m, names = _model(model), _builtin_names()
-  graph = m.Subgraphs(0)
-  ops = []
-  for i in range(graph.OperatorsLength()):
-    code = m.OperatorCodes(graph.Operators(i).OpcodeIndex())
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    ops.append(code.CustomCode().decode() if code.CustomCode() else names[builtin])
-  return ops
-
-
 def stamp(model: bytes) -> tuple[str, str] | None:
   """(SoC manufacturer, SoC model) a compiled model was compiled for; None if not compiled."""
-  m = _model(model)
+  m = flatbuffer.read(model)
   for i in range(m.MetadataLength()):
     if m.Metadata(i).Name().decode() == STAMP_METADATA:
       data = bytes(m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy())
@@ -225,7 +203,7 @@ def check_stamp(model: bytes, runtime: RuntimeSpec, where: str) -> None:
 
 def partition_report(original: bytes, compiled: bytes) -> dict[str, Any]:
   """What the plugin took: ops offloaded, DISPATCH_OP partitions, and the ops left on CPU."""
-  before, after = op_names(original), op_names(compiled)
+  before, after = flatbuffer.op_names(original), flatbuffer.op_names(compiled)
   left = collections.Counter(op for op in after if op != DISPATCH_OP)
   return {"ops": len(before), "offloaded_ops": len(before) - sum(left.values()),
           "partitions": after.count(DISPATCH_OP), "cpu_ops": dict(sorted(left.items())),

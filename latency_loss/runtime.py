@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from typing import Any, Mapping
 
+from configs import quantization
 from configs.runtimes import RUNTIMES
 
 # "tflite": LiteRT's Interpreter (XNNPACK); "compiled": LiteRT's CompiledModel API, on its CPU
@@ -12,7 +14,7 @@ from configs.runtimes import RUNTIMES
 # vendor's dispatch library runs (latency_loss.plugins).
 BACKENDS = ("tflite", "compiled", "xla", "android")
 # models.tf_bert's, less int16x8 (LiteRT's CPU runs it on reference kernels: nothing to table).
-PRECISIONS = ("fp32", "fp16", "int8", "int8_full")
+PRECISIONS = ("fp32", "fp16", "int8", *quantization.RECIPES)
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeSpec:
@@ -65,6 +67,14 @@ class RuntimeSpec:
     """The runtime's name in configs/runtimes.py (e.g. "openvino"), for files and logs."""
     return next(name for name, fields in RUNTIMES.items()
                 if (fields["backend"], fields.get("plugin", "")) == (self.backend, self.plugin))
+
+  def quantization_facts(self) -> dict[str, str]:
+    """A recipe precision's recipe (its file's hash) and quantizer version, recorded in a
+    table's host facts and checked by `CostTable.check_compatible`; {} for the others."""
+    if self.precision not in quantization.RECIPES:
+      return {}
+    return {"quantization_recipe": quantization.get_recipe(self.precision).identity(),
+            "ai_edge_quantizer": importlib.metadata.version("ai-edge-quantizer")}
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)

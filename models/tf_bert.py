@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from configs import quantization
+from models import quantize
 from models.search_space import Arch, SearchSpace
 
 LN_EPS = 1e-12
@@ -30,15 +32,16 @@ LN_EPS = 1e-12
 MASK_NEGATIVE = -100.0
 MASK_VALUES = 2  # attention_mask: 0 = padding, 1 = token.
 # fp32; fp16 (float16 weights, float32 compute on CPU); int8 (dynamic range: int8 weights,
-# activations quantized on the fly); and the full-integer modes, whose activations are quantized
-# too with ranges calibrated on representative inputs: int8_full (int8 weights and activations:
-# int8 CPU kernels, NPUs) and int16x8 (int8 weights, int16 activations: accurate, for NPUs with
-# 16-bit activations; LiteRT's CPU kernels for it are reference code, ~30x slower).
+# activations quantized on the fly); int16x8 (the converter's full-integer mode with int8 weights
+# and int16 activations: accurate, for NPUs with 16-bit activations; LiteRT's CPU kernels for it
+# are reference code, ~30x slower); and the recipes of configs/quantization.py (int8_full, mixed,
+# mixed_int16), made from the fp32 model by ai-edge-quantizer. Both of the last kinds quantize
+# activations with ranges calibrated on representative inputs (CALIBRATED).
 INTEGER_OPS = {
-    "int8_full": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
     "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
 }
-PRECISIONS = ("fp32", "fp16", "int8", *INTEGER_OPS)
+PRECISIONS = ("fp32", "fp16", "int8", *INTEGER_OPS, *quantization.RECIPES)
+CALIBRATED = (*INTEGER_OPS, *quantization.RECIPES)
 # Random calibration inputs (`random_feeds`): enough for kernels and ranges of the right kind,
 # which is all a latency measurement needs.
 RANDOM_CALIBRATION_EXAMPLES = 4
@@ -141,12 +144,19 @@ def _dense(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
   return tf.matmul(x, w(f"{name}.weight"), transpose_b=True) + w(f"{name}.bias")
 
 
-def _layer_norm(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
-  # The centered input is computed once and squared by a MUL: SQUARED_DIFFERENCE has no int16
-  # kernel in LiteRT, and sharing the SUB quantizes one tensor instead of two.
-  centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
-  var = tf.reduce_mean(centered * centered, axis=-1, keepdims=True)
-  return centered * tf.math.rsqrt(var + LN_EPS) * w(f"{name}.weight") + w(f"{name}.bias")
+def _layer_norm(x: tf.Tensor, w: Getter, name: str, residual: tf.Tensor | None = None
+                ) -> tf.Tensor:
+  """LN(x + residual). The scope names its tensors in the .tflite (`<name>/...`), the residual
+  sum included: quantization recipes select them by it (configs/quantization.py), and the
+  residual stream's outlier channels are what one int8 scale cannot hold."""
+  with tf.name_scope(name):
+    if residual is not None:
+      x = x + residual
+    # The centered input is computed once and squared by a MUL: SQUARED_DIFFERENCE has no int16
+    # kernel in LiteRT, and sharing the SUB quantizes one tensor instead of two.
+    centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_mean(centered * centered, axis=-1, keepdims=True)
+    return centered * tf.math.rsqrt(var + LN_EPS) * w(f"{name}.weight") + w(f"{name}.bias")
 
 
 def _mask_bias(attention_mask: tf.Tensor) -> tf.Tensor:
@@ -207,10 +217,10 @@ def _encoder_layer(x: tf.Tensor, mask_bias: tf.Tensor, w: Getter, index: int, he
   scores = tf.matmul(q, k, transpose_b=True) + mask_bias
   context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)  # [B, a, L, d]
   context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch * seq_len, heads * head_size])
-  x2 = _layer_norm(x2 + _dense(context, w, f"{p}.attention.output.dense"), w,
-                   f"{p}.attention.output.LayerNorm")
+  x2 = _layer_norm(_dense(context, w, f"{p}.attention.output.dense"), w,
+                   f"{p}.attention.output.LayerNorm", residual=x2)
   inner = tf.nn.gelu(_dense(x2, w, f"{p}.intermediate.dense"), approximate=False)
-  x2 = _layer_norm(x2 + _dense(inner, w, f"{p}.output.dense"), w, f"{p}.output.LayerNorm")
+  x2 = _layer_norm(_dense(inner, w, f"{p}.output.dense"), w, f"{p}.output.LayerNorm", residual=x2)
   return tf.reshape(x2, [batch, seq_len, hidden])
 
 
@@ -344,7 +354,7 @@ def convert_to_tflite(module: tf.Module, precision: str = "fp32",
   Args:
     module: a module with a `serve` tf.function of fixed input signature (those above).
     precision: one of `PRECISIONS`.
-    representative: full-integer modes: yields the calibration inputs, one example each
+    representative: `CALIBRATED` modes: yields the calibration inputs, one example each
       (default: `random_feeds`, for latency measurement). Inputs stay int32/float32 and
       outputs float32, so an app's I/O does not change with the precision.
 
@@ -353,6 +363,9 @@ def convert_to_tflite(module: tf.Module, precision: str = "fp32",
   """
   if precision not in PRECISIONS:
     raise ValueError(f"precision='{precision}' is not one of {PRECISIONS}")
+  if precision in quantization.RECIPES:
+    return quantize.quantize(convert_to_tflite(module), quantization.get_recipe(precision),
+                             (representative or (lambda: random_feeds(module)))())
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module)
   if precision != "fp32":

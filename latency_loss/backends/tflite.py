@@ -141,8 +141,8 @@ class TFLiteBackend:
     self._arch_dir = tempfile.TemporaryDirectory(prefix="canao_tflite_")
 
   def facts(self) -> dict[str, str]:
-    return {"litert": importlib.metadata.version("ai-edge-litert"),
-            "tensorflow": tf.__version__}
+    return {"litert": importlib.metadata.version("ai-edge-litert"), "tensorflow": tf.__version__,
+            **self.runtime.quantization_facts()}
 
   def convert(self, module: tf.Module) -> bytes:
     return tf_bert.convert_to_tflite(module, self.runtime.precision)

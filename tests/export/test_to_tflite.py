@@ -23,7 +23,7 @@ WORDS = "a good great fun film movie bad dull boring mess plot is the".split()
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS]
 SENTENCES = ["a good film", "a great fun movie", "the plot is a mess", "a dull boring movie",
              "the movie is good", "a bad plot", "great fun", "the film is dull"]
-PRECISIONS = "fp32,fp16,int8,int8_full,int16x8"
+PRECISIONS = "fp32,fp16,int8,int8_full,mixed,mixed_int16,int16x8"
 
 
 def write_glue(root: pathlib.Path) -> pathlib.Path:
@@ -171,6 +171,30 @@ def test_integer_modes_keep_the_function_and_int16_activations_beat_int8(exporte
   results = report["results"]
   assert results["int16x8"]["mean_abs_diff"] < results["int8_full"]["mean_abs_diff"] / 2
   assert results["int16x8"]["prediction_agreement"] == 1.0
+
+
+def test_recipe_models_report_their_float_ops_and_worst_tensors(exported):
+  results = exported[1]["results"]
+  for precision in ("int8_full", "mixed", "mixed_int16"):
+    quantization = results[precision]["quantization"]
+    assert quantization["recipe"] == precision and len(quantization["recipe_sha256"]) == 64
+    worst = quantization["worst_tensors"]
+    assert len(worst) == 5 and worst == sorted(worst, key=lambda w: w["snr_db"])
+  assert results["int8_full"]["quantization"]["float_ops"] == {}
+  assert results["mixed_int16"]["quantization"]["float_ops"] == {}
+  # 5 LayerNorms (embeddings + 2 per layer), one RSQRT each, in float; the GEMMs in int8.
+  assert results["mixed"]["quantization"]["float_ops"]["RSQRT"] == 5
+  assert "FULLY_CONNECTED" not in results["mixed"]["quantization"]["float_ops"]
+  assert "quantization" not in results["int8"] and "quantization" not in results["int16x8"]
+
+
+def test_too_few_calibration_examples_is_an_error(tmp_path):
+  write_model(tmp_path / "run" / "model")
+  with pytest.raises(ValueError, match=r"4 calibration examples \(export.calibration_examples=4"
+                     r".*fewer than export.min_calibration_examples=8"):
+    exporter.export(runlocal(tmp_path, calibration_examples=4, precisions="fp32,int8_full"),
+                    str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "export" / exporter.REPORT_FILE).exists()
 
 
 def test_delegation_and_op_coverage_are_reported(exported):

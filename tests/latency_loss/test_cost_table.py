@@ -117,6 +117,17 @@ def test_missing_entry_raises(tmp_path):
     table.predict_ms(Arch(1, 64, (2,), (128,)))
 
 
+def test_a_table_of_another_quantization_recipe_is_refused():
+  runtime = RuntimeSpec(precision="int8_full")
+  table = full_table(runtime)
+  table.host["quantization_recipe"] = "int8_full@sha256:0000000000000000"
+  with pytest.raises(ValueError, match=r"host.quantization_recipe: 'int8_full@sha256:\w+' != "
+                     r"'int8_full@sha256:0+' \(its blocks were quantized with another recipe"):
+    table.check_compatible(SPACE, runtime)
+  table.host.update(runtime.quantization_facts())  # As the builder records it.
+  table.check_compatible(SPACE, runtime)
+
+
 def test_larger_job_space_raises():
   bigger = dataclasses.replace(SPACE, ffn_choices=(64, 96, 128))
   with pytest.raises(ValueError, match="f96"):
