@@ -63,13 +63,15 @@ def measure(name: str, model_dir: str) -> dict[str, Any]:
     logging.info("%s: timing %d models at %d thread(s), interleaved ...", name, len(calls), threads)
     stats = time_interleaved(calls, protocol)
     for key, (_, model, result) in found.items():
-      fp32 = found[f"{key.split('/')[0]}/fp32"][2]
+      runtime_name, precision = key.split("/")
+      fp32 = found[f"{runtime_name}/fp32"][2]
       metric, reference = (r["metrics"][r["main_metric"]] for r in (result, fp32))
-      worst = report["results"][key.split("/")[1]].get("quantization", {}).get("worst_tensors")
+      recipe = report["results"][precision].get("quantization", {})
+      worst = recipe.get("worst_tensors")
       row = rows.setdefault(key, {
           "metric": metric, "vs_fp32_points": 100 * (metric - reference), "bytes": len(model),
-          "float_ops": report["results"][key.split("/")[1]].get("quantization", {}).get(
-              "float_ops"), "worst_tensor": worst[0] if worst else None, "ms": {}})
+          "float_ops": recipe.get("float_ops"), "worst_tensor": worst[0] if worst else None,
+          "ms": {}})
       row["ms"][str(threads)] = stats[key].median_ms
   return {"model_dir": model_dir, "task": report["task"], "arch": report["arch"],
           "num_examples": report["num_examples"], "jax_metric": report["results"]["jax"]["metrics"],

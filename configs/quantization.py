@@ -9,10 +9,11 @@ Every entry must select something in the model it is applied to (`models.quantiz
 
   int8_full    integer-only: int8 weights (per channel) and int8 activations (per tensor) on
                every op; what NPUs, DSPs and OpenVINO's int8 kernels run.
-  mixed        int8_full, but the LayerNorms (MEAN, SUB, MUL, ADD, RSQRT in their scope) in
-               float: their variance is a mean of squared residuals with outliers that one
-               int8 scale cannot hold. Every GEMM stays int8.
-  mixed_int16  integer-only: int8_full with int16 activations in the LayerNorms (for
+  mixed        int8_full, but the LayerNorms and the residual sums they normalize (MEAN, SUB,
+               MUL, ADD, RSQRT in their scope) in float: the residual stream has outlier
+               channels, and the variance squares them, beyond what one int8 scale holds.
+               Every GEMM stays int8.
+  mixed_int16  integer-only: int8_full with int16 activations in the same ops (for
                accelerators with int16 kernels; LiteRT's CPU runs them on reference kernels).
 """
 
@@ -32,7 +33,7 @@ class Recipe:
   Attributes:
     name: the precision it makes (also the file configs/recipes/<name>.json).
     integer_only: every op of the result must compute in integers (checked after quantizing;
-      only the float I/O conversions at the graph's edges are allowed).
+      type conversions, such as the float outputs' DEQUANTIZE, do not compute).
   """
   name: str
   integer_only: bool

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 from ai_edge_litert import interpreter as litert
 
-from models import flatbuffer
 from latency_loss.backends import tflite as tflite_backend
 from latency_loss.runtime import RuntimeSpec
+from models import flatbuffer
 
 # The TFLite GPU delegate's published op list ("Supported ops", float16/float32 path):
 # https://ai.google.dev/edge/litert/performance/gpu#supported_ops (formerly

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -189,32 +190,31 @@ def build_module(source: Source, integer_friendly: bool = False) -> tf_bert.Bert
 
 
 def convert(source: Source, module: tf_bert.BertModule, precision: str,
-            calibration: Callable[[], verify.PaddedSplit]) -> bytes:
+            calibration: Callable[[], verify.PaddedSplit],
+            friendly_float: Callable[[], bytes]) -> bytes:
   """The flatbuffer of `module` (built from `source`) at `precision`.
 
   Calibrated modes rebuild the graph with integer-friendly weights and call `calibration`. A
-  recipe precision (configs/quantization.py) must select ops of this model, entry by entry.
+  recipe precision (configs/quantization.py) quantizes `friendly_float()` (that graph in fp32),
+  whose ops every entry of the recipe must select.
   """
   if precision not in tf_bert.CALIBRATED:
     return tf_bert.convert_to_tflite(module, precision)
   examples = calibration()
   feeds = lambda: ({k: v[i:i + 1] for k, v in examples.inputs.items()} for i in range(len(examples)))
-  friendly = build_module(source, integer_friendly=True)
   if precision in quantization.RECIPES:
     recipe = quantization.get_recipe(precision)
-    float_model = tf_bert.convert_to_tflite(friendly)
-    quantize.check_entries(float_model, recipe)
-    return quantize.quantize(float_model, recipe, feeds())
-  return tf_bert.convert_to_tflite(friendly, precision, feeds)
+    quantize.check_entries(friendly_float(), recipe)
+    return quantize.quantize(friendly_float(), recipe, feeds())
+  return tf_bert.convert_to_tflite(build_module(source, integer_friendly=True), precision, feeds)
 
 
-def recipe_report(source: Source, precision: str, model: bytes, dev: verify.PaddedSplit,
+def recipe_report(precision: str, model: bytes, float_model: bytes, dev: verify.PaddedSplit,
                   num_examples: int = 8) -> dict[str, Any]:
   """Where a recipe's model departs from float: the recipe (name, file hash), the ops it
-  leaves in float, and the tensors with the worst SNR against the float graph it was
+  leaves in float, and the tensors with the worst SNR against `float_model`, the graph it was
   quantized from, on the first `num_examples` dev examples."""
   recipe = quantization.get_recipe(precision)
-  float_model = tf_bert.convert_to_tflite(build_module(source, integer_friendly=True))
   n = min(num_examples, len(dev))
   feeds = [{k: v[i:i + 1] for k, v in dev.inputs.items()} for i in range(n)]
   return {"recipe": recipe.name, "recipe_sha256": recipe.sha256(),
@@ -397,21 +397,24 @@ def _export(config: ml_collections.ConfigDict, source: Source, module: tf_bert.B
   dev = split(config.data.eval_split, config.verify.num_examples)
   reference = verify.jax_logits(source.model_dir, source.task.num_labels, dev.inputs)
   calibration = lambda: _calibration_split(split, config)
+  # The integer-friendly graph in fp32: what every recipe quantizes and is validated against.
+  friendly_float = functools.cache(
+      lambda: tf_bert.convert_to_tflite(build_module(source, integer_friendly=True)))
   models, compiled = {}, {}
   results = {"jax": {"metrics": verify.task_metrics(source.task, reference, dev)}}
   todo = list(dict.fromkeys(("fp32", *precisions)))  # fp32 is always the gate.
   for index, precision in enumerate(todo, 1):
     logging.info("[%d/%d] Converting to %s and verifying it against JAX ...", index, len(todo),
                  precision)
-    models[precision] = convert(source, module, precision, calibration)
+    models[precision] = convert(source, module, precision, calibration, friendly_float)
     logits = verify.tflite_logits(models[precision], runtime, dev.inputs)
     results[precision] = {**verify.compare(source.task, dev, reference, logits),
                           "delegate": delegates.delegated_share(models[precision], runtime),
                           "op_coverage": delegates.coverage_report(models[precision]),
                           "bytes": len(models[precision])}
     if precision in quantization.RECIPES:
-      results[precision]["quantization"] = recipe_report(source, precision, models[precision],
-                                                         dev)
+      results[precision]["quantization"] = recipe_report(precision, models[precision],
+                                                         friendly_float(), dev)
     logging.info("%s: %s", precision, {k: results[precision][k] for k in
                                        ("metrics", "max_abs_diff")})
     if target is not None and precision in precisions:

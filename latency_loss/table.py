@@ -36,7 +36,6 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from configs import quantization
 from latency_loss.blocks import (Block, NULL_MODEL_KEY, arch_blocks, context_arch, context_blocks,
                                  space_blocks)
 from latency_loss.runtime import RuntimeSpec
@@ -154,13 +153,12 @@ class CostTable:
     match, and the table must hold every block the job's space needs.
     """
     problems = [f"runtime.{m}" for m in runtime.mismatches(self.runtime)]
-    if runtime.precision in quantization.RECIPES and not problems:
-      # The table's blocks must have been quantized with the recipe the job's models will be.
-      wanted = quantization.get_recipe(runtime.precision).identity()
-      if self.host.get("quantization_recipe") != wanted:
-        problems.append(f"host.quantization_recipe: {wanted!r} != "
-                        f"{self.host.get('quantization_recipe')!r} (its blocks were quantized "
-                        f"with another recipe than {quantization.RECIPE_DIR}: rebuild the table)")
+    # The table's blocks must have been quantized with the recipe the job's models will be.
+    wanted = runtime.quantization_facts().get("quantization_recipe")
+    if wanted and not problems and self.host.get("quantization_recipe") != wanted:
+      problems.append(f"host.quantization_recipe: {wanted!r} != "
+                      f"{self.host.get('quantization_recipe')!r} (its blocks were quantized "
+                      "with another recipe file than the job's: rebuild the table)")
     problems += [f"space.{f}: {getattr(space, f)!r} != {getattr(self.space, f)!r}"
                  for f in _SHAPE_FIELDS if getattr(space, f) != getattr(self.space, f)]
     if problems:

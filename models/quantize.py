@@ -84,7 +84,7 @@ def float_outputs(model: bytes) -> bytes:
     old = graph.tensors[index]
     new = schema.TensorT()
     new.name, new.shape, new.type, new.buffer = old.name, old.shape, schema.TensorType.FLOAT32, 0
-    old.name = old.name + b"_quantized" if isinstance(old.name, bytes) else old.name + "_quantized"
+    old.name += b"_quantized"  # The object API holds names as bytes.
     graph.tensors.append(new)
     op = schema.OperatorT()
     op.opcodeIndex = codes.index(schema.BuiltinOperator.DEQUANTIZE)
