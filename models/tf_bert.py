@@ -140,8 +140,11 @@ def _select(weights: Optional[Weights], shapes: Mapping[str, tuple[int, ...]],
 
 
 def _dense(x: tf.Tensor, w: Getter, name: str) -> tf.Tensor:
-  """x [N, in] -> [N, out]; lowers to one TFLite FULLY_CONNECTED."""
-  return tf.matmul(x, w(f"{name}.weight"), transpose_b=True) + w(f"{name}.bias")
+  """x [N, in] -> [N, out]; lowers to one TFLite FULLY_CONNECTED, named `<name>/...` in the
+  .tflite so that recipes can select it (the projections into the residual stream need int16
+  outputs, configs/quantization.py)."""
+  with tf.name_scope(name):
+    return tf.matmul(x, w(f"{name}.weight"), transpose_b=True) + w(f"{name}.bias")
 
 
 def _layer_norm(x: tf.Tensor, w: Getter, name: str, residual: tf.Tensor | None = None
