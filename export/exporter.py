@@ -363,10 +363,13 @@ def export(config: ml_collections.ConfigDict, workdir: str,
   module = build_module(source)  # First: shape errors should name the export, not JAX.
   out_dir = pathlib.Path(out_dir or pathlib.Path(workdir) / EXPORT_DIR)
   with workdirs.locked(out_dir):
-    # The paths of the model and data are not the export's identity: the model's content is.
+    # The paths of the model and data are not the export's identity: the model's content is,
+    # and so is each recipe file's (an edited recipe makes other models).
     workdirs.claim(out_dir, "export",
                    workdirs.config_fields(config, exclude=("model_dir", "data.glue_dir")),
-                   lambda: {"model": checkpoint.checkpoint_sha256(source.model_dir)},
+                   lambda: {"model": checkpoint.checkpoint_sha256(source.model_dir),
+                            **{f"recipe.{p}": quantization.get_recipe(p).sha256()
+                               for p in precisions if p in quantization.RECIPES}},
                    has_results=(out_dir / REPORT_FILE).exists())
     if (out_dir / REPORT_FILE).exists():
       logging.info("%s exists: the export in %s is complete.", REPORT_FILE, out_dir)

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from ai_edge_litert.interpreter import Interpreter
 from flax import nnx
 
 from configs import export as export_config
+from configs import quantization
 from configs.runtimes import runtime_fields
 from export import exporter, metadata
 from latency_loss import plugins
@@ -90,6 +92,20 @@ def test_a_finished_export_is_reused_and_another_config_refused(exported, tmp_pa
   with pytest.raises(workdirs.WorkdirMismatchError,
                      match=f'precisions: "{PRECISIONS}" in the workdir, "fp32" now'):
     exporter.export(runlocal(tmp_path / "fewer", precisions="fp32"), str(out.parent))
+  assert snapshot(out) == before
+
+
+def test_an_export_with_an_edited_recipe_file_is_refused(exported, tmp_path, monkeypatch,
+                                                         snapshot):
+  out, _ = exported
+  recipes = tmp_path / "recipes"
+  shutil.copytree(quantization.RECIPE_DIR, recipes)
+  monkeypatch.setattr(quantization, "RECIPE_DIR", recipes)
+  edited = json.loads((recipes / "mixed.json").read_text())
+  (recipes / "mixed.json").write_text(json.dumps(edited[:-1]))  # One entry fewer: another recipe.
+  before = snapshot(out)
+  with pytest.raises(workdirs.WorkdirMismatchError, match="recipe.mixed"):
+    exporter.export(runlocal(tmp_path / "edited"), str(out.parent))
   assert snapshot(out) == before
 
 
