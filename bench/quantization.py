@@ -2,7 +2,7 @@
 
   TMPDIR=/tmp CANAO_COMPILE_CACHE=runs/compilers/compile_cache \
   .venv/bin/python -m bench.quantization --glue_dir=../shared/data/glue \
-      --models=sst2_base:runs/demo_under_load/quiet/run/teacher/model,sst2_searched:runs/demo_under_load/quiet/run/retrain/model \
+      --models=sst2_base:runs/demo_under_load/quiet/run/teacher/model,sst2_searched:runs/demo_under_load/quiet/run/retrain/model,mrpc_base:runs/mrpc/run/teacher/model,mrpc_searched:runs/mrpc/run/retrain/model \
       --workdir=runs/quantization --out=bench/results/quantization
 
 Each model is exported at every precision of --precisions (`bench.exported.export_all`: the

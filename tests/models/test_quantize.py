@@ -63,10 +63,12 @@ def test_integer_only_recipes_leave_no_float_op_and_mixed_only_the_layer_norms(q
   types = {op.name: op for op in flatbuffer.ops(quantized["mixed_int16"])}
   assert "INT16" in types["RSQRT"].output_types
   # mixed_int16: int16 out of the two projections into the residual stream, int8 elsewhere.
-  for op in flatbuffer.ops(quantized["mixed_int16"]):
-    if op.name == "FULLY_CONNECTED" and ".layer." in op.scope:
-      residual = ".output.dense/" in op.scope
-      assert op.output_types == (("INT16",) if residual else ("INT8",)), op.scope
+  encoder_gemms = [op for op in flatbuffer.ops(quantized["mixed_int16"])
+                   if op.name == "FULLY_CONNECTED" and ".layer." in op.scope]
+  assert len(encoder_gemms) == 6 * SPACE.largest_arch().num_layers  # Q, K, V, O, FFN in, out.
+  for op in encoder_gemms:
+    residual = ".output.dense/" in op.scope
+    assert op.output_types == (("INT16",) if residual else ("INT8",)), op.scope
 
 
 def test_outputs_stay_float_and_follow_the_float_model(float_model, quantized):
