@@ -35,7 +35,6 @@ from darts.data import glue
 from darts.nas import baselines
 from darts.training import jobs
 from latency_loss.table import load_table
-from models import files
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of every run of the benchmark.")
 _TEACHER = flags.DEFINE_string("teacher", None, "The fine-tuned teacher (darts.train model/).")
@@ -88,17 +87,9 @@ def baseline_archs(target_ms: float, budget_ms: float) -> dict[str, Any]:
 
 def prepare_baseline(layout: layout_lib.Layout, arch, target_ms: float) -> None:
   """Slices the teacher to `arch` and writes the search-shaped arch.json retraining reads."""
-  if layout.arch_file.exists():
-    return
-  table = load_table(_TABLE.value)
   task = glue.get_task(_TASK.value)
-  subnet = baselines.slice_teacher(_TEACHER.value, task.name, task.num_labels, table.space, arch,
-                                   layout.subnet_dir)
-  files.write_json_atomically(layout.arch_file, {
-      "arch": arch.__dict__, "predicted_ms": table.predict_ms(arch), "target_ms": target_ms,
-      "task": task.name, "teacher": str(pathlib.Path(_TEACHER.value).absolute()),
-      "subnet": str(subnet.absolute()), "space": json.loads(table.space.to_json()),
-      "config": {"data": {"glue_dir": ""}}})
+  baselines.prepare(_TEACHER.value, task.name, task.num_labels, load_table(_TABLE.value), arch,
+                    target_ms, layout.search_dir)
 
 
 def budget_ms(target_ms: float) -> float:

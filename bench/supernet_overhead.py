@@ -18,13 +18,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from absl import app, flags
 from flax import nnx
 
 from bench.machine import code_version, machine_facts
+from configs import finetune as finetune_config
 from darts.nas import bilevel_step, relaxation
 from darts.training import finetune
 from models import checkpoint, search_space
@@ -73,7 +73,8 @@ def main(argv):
           "token_type_ids": np.zeros((b, length), np.int32),
           "labels": rng.integers(0, 2, b).astype(np.int32), "weights": np.ones(b, np.float32),
           "teacher_logits": rng.normal(size=(b, 2)).astype(np.float32)}
-  distill = ml_collections.ConfigDict({"weight": 0.5, "temperature": 1.0})
+  distill = finetune_config.get_config().distill
+  distill.update(weight=0.5, temperature=1.0)
   tx = optax.adamw(1e-5)
   fixed_step = finetune.make_train_step(graphdef, tx, distill)
   fresh = lambda: jax.tree.map(jnp.copy, params)  # Each measured step donates its state.

@@ -60,6 +60,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.distill.teacher = ""
   config.distill.weight = 0.0  # Loss = (1 - weight) * task + weight * distillation.
   config.distill.temperature = 1.0
+  # Layer distillation (TinyBERT/MiniLM style; the teacher runs live on every batch): MSE of
+  # hidden states and KL of head-averaged attention maps, student layers mapped uniformly onto
+  # the teacher's (darts.training.losses.layer_map). 0: logits only.
+  config.distill.hidden_weight = 0.0
+  config.distill.attention_weight = 0.0
 
   config.log_every_steps = 50
   config.eval_every_steps = 0  # 0 = evaluate at the end only.

@@ -46,6 +46,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_optim.weight_decay = 5e-4
 
   config.search = ml_collections.ConfigDict()
+  # differentiable (ours) | evolution (HAT) | random: the last two train the supernet with one
+  # uniformly sampled subnet per step, then pick subnets by held-out loss under the budget.
+  config.search.method = "differentiable"
+  # evolution/random: a finished evolution/random search WORKDIR whose trained supernet is
+  # reused as it is (same data, optim, distill, seed): one supernet, several methods.
+  config.search.supernet_from = ""
+  config.search.evolution = ml_collections.ConfigDict()
+  config.search.evolution.num_evaluations = 200  # The budget: distinct subnets evaluated.
+  config.search.evolution.population = 20
+  config.search.evolution.parents = 5
+  config.search.evolution.mutation_share = 0.5
+  config.search.evolution.mutation_prob = 0.3
+  config.search.evolution.eval_examples = 512  # Held-out examples per fitness (0: all).
   config.search.relaxation = "gumbel"  # softmax (DARTS) | gumbel (FBNet) | hard (straight-through)
   config.search.tau_start = 5.0  # Gumbel-softmax temperature, annealed exponentially...
   config.search.tau_end = 0.5  # ...to this value at the last step.
@@ -60,6 +73,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.latency = ml_collections.ConfigDict()
   config.latency.table = ""  # A latency_loss.build_table cost table for the space and runtime.
   config.latency.target_ms = 0.0
+  # Search once, deploy many: more targets (table ms) for the same search, each discretized
+  # (or evolved) from the one result, written to WORKDIR/targets/<ms>ms/{arch.json,subnet}.
+  config.latency.deploy_targets_ms = ()
   config.latency.penalty = "hinge"  # hinge (to the target) | proxyless (additive) | fbnet
   config.latency.penalty_weight = 2.0  # lambda (hinge, proxyless) or alpha (fbnet).
   config.latency.fbnet_beta = 0.6
@@ -87,4 +103,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.search.importance_batches = 2
     config.history_every_steps = 2
     config.optim.num_train_steps = 8
+    config.search.evolution.update(num_evaluations=8, population=4, parents=2, eval_examples=0)
   return config

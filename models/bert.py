@@ -103,6 +103,10 @@ def compute_view(params: Any, compute_dtype: str) -> Any:
 class BertOutput(NamedTuple):
   last_hidden_state: jax.Array  # [batch, length, hidden]
   pooled_output: jax.Array  # [batch, hidden]
+  # With `internals=True` only (layer distillation): the embeddings' output and every layer's,
+  # and every layer's attention probabilities [batch, heads, query, key].
+  hidden_states: tuple[jax.Array, ...] = ()
+  attentions: tuple[jax.Array, ...] = ()
 
 
 def _dense(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
@@ -195,20 +199,23 @@ class SelfAttention(nnx.Module):
 
   def __call__(self, x: jax.Array, bias: jax.Array, *, head_mask: jax.Array | None = None,
                hidden_mix: HiddenMix | None = None, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None) -> jax.Array:
-    """`head_mask` [num_heads] scales each head's output (a soft head count)."""
+               rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+    """Returns the output and the attention probabilities (before dropout).
+
+    `head_mask` [num_heads] scales each head's output (a soft head count).
+    """
     batch, length, _ = x.shape
     split = lambda t: t.reshape(batch, length, self.num_heads, self.head_size)
     q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_size) + bias
-    probs = jax.nn.softmax(scores, axis=-1)
-    probs = self.attention_dropout(probs, deterministic=deterministic, rngs=rngs)
+    attention = jax.nn.softmax(scores, axis=-1)
+    probs = self.attention_dropout(attention, deterministic=deterministic, rngs=rngs)
     context = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
     if head_mask is not None:
       context = context * head_mask[:, None]
     out = self.output(context.reshape(batch, length, -1))
     out = self.output_dropout(out, deterministic=deterministic, rngs=rngs)
-    return normalize(self.layer_norm, x + out, hidden_mix)
+    return normalize(self.layer_norm, x + out, hidden_mix), attention
 
 
 class FeedForward(nnx.Module):
@@ -241,11 +248,13 @@ class EncoderLayer(nnx.Module):
 
   def __call__(self, x: jax.Array, bias: jax.Array, *, head_mask: jax.Array | None = None,
                unit_mask: jax.Array | None = None, hidden_mix: HiddenMix | None = None,
-               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-    x = self.attention(x, bias, head_mask=head_mask, hidden_mix=hidden_mix,
-                       deterministic=deterministic, rngs=rngs)
+               deterministic: bool = True, rngs: nnx.Rngs | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+    """Returns the layer's output and its attention probabilities."""
+    x, attention = self.attention(x, bias, head_mask=head_mask, hidden_mix=hidden_mix,
+                                  deterministic=deterministic, rngs=rngs)
     return self.ffn(x, unit_mask=unit_mask, hidden_mix=hidden_mix, deterministic=deterministic,
-                    rngs=rngs)
+                    rngs=rngs), attention
 
 
 class BertModel(nnx.Module):
@@ -260,7 +269,7 @@ class BertModel(nnx.Module):
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None) -> BertOutput:
+               rngs: nnx.Rngs | None = None, internals: bool = False) -> BertOutput:
     """Encodes a batch.
 
     Args:
@@ -269,17 +278,24 @@ class BertModel(nnx.Module):
       token_type_ids: [batch, length] segment ids; zeros when None.
       deterministic: disables dropout.
       rngs: must hold a `dropout` stream when `deterministic` is False.
+      internals: also return every hidden state and attention map (layer distillation).
 
     Returns:
-      The last hidden states and the pooled [CLS] representation.
+      The last hidden states and the pooled [CLS] representation (and the internals).
     """
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
     x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic, rngs=rngs)
     bias = attention_bias(attention_mask, x.dtype)
+    hidden_states, attentions = [x], []
     for layer in self.layers:
-      x = layer(x, bias, deterministic=deterministic, rngs=rngs)
-    return BertOutput(x, jnp.tanh(self.pooler(x[:, 0])))
+      x, attention = layer(x, bias, deterministic=deterministic, rngs=rngs)
+      hidden_states.append(x)
+      attentions.append(attention)
+    pooled = jnp.tanh(self.pooler(x[:, 0]))
+    if not internals:
+      return BertOutput(x, pooled)
+    return BertOutput(x, pooled, tuple(hidden_states), tuple(attentions))
 
 
 class BertClassifier(nnx.Module):
@@ -295,9 +311,12 @@ class BertClassifier(nnx.Module):
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None) -> jax.Array:
-    """Returns logits [batch, num_labels] (regression: [batch, 1]). Args as `BertModel`."""
-    pooled = self.bert(input_ids, attention_mask, token_type_ids,
-                       deterministic=deterministic, rngs=rngs).pooled_output
-    pooled = self.dropout(pooled, deterministic=deterministic, rngs=rngs)
-    return self.classifier(pooled)
+               rngs: nnx.Rngs | None = None, internals: bool = False
+               ) -> jax.Array | tuple[jax.Array, BertOutput]:
+    """Returns logits [batch, num_labels] (regression: [batch, 1]); with `internals`, also the
+    encoder's output with every hidden state and attention map. Args as `BertModel`."""
+    encoded = self.bert(input_ids, attention_mask, token_type_ids,
+                        deterministic=deterministic, rngs=rngs, internals=internals)
+    pooled = self.dropout(encoded.pooled_output, deterministic=deterministic, rngs=rngs)
+    logits = self.classifier(pooled)
+    return (logits, encoded) if internals else logits

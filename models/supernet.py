@@ -71,8 +71,8 @@ def supernet_logits(model: BertClassifier, space: SearchSpace, probs: ArchProbs,
   depth_prob = dict(zip(space.depth_choices, probs["depth"]))
   mixed = jnp.zeros_like(x)
   for i, layer in enumerate(bert.layers):
-    x = layer(x, bias, head_mask=head_masks[i], unit_mask=unit_masks[i], hidden_mix=hidden_mix,
-              deterministic=deterministic, rngs=rngs)
+    x, _ = layer(x, bias, head_mask=head_masks[i], unit_mask=unit_masks[i],
+                 hidden_mix=hidden_mix, deterministic=deterministic, rngs=rngs)
     if i + 1 in depth_prob:
       mixed = mixed + depth_prob[i + 1] * x
   # Pooler channels beyond the hidden size would see a bias and weights the subnet does not have.

@@ -136,6 +136,17 @@ def encode(examples: Sequence[glue.Example],
   )
 
 
+def head(dataset: EncodedDataset, count: int) -> EncodedDataset:
+  """The first `count` examples (all when `count` is 0 or larger than the dataset)."""
+  if not count or count >= len(dataset):
+    return dataset
+  end = int(dataset.offsets[count])
+  return dataclasses.replace(
+      dataset, token_ids=dataset.token_ids[:end], token_type_ids=dataset.token_type_ids[:end],
+      offsets=dataset.offsets[:count + 1], labels=dataset.labels[:count],
+      lengths=dataset.lengths[:count],
+      extras={name: values[:count] for name, values in dataset.extras.items()})
+
 def _check_buckets(dataset: EncodedDataset, bucket_lengths: Sequence[int]) -> np.ndarray:
   buckets = np.asarray(bucket_lengths, dtype=np.int64)
   if buckets.ndim != 1 or len(buckets) == 0 or np.any(buckets <= 0) or np.any(

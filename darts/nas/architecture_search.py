@@ -15,7 +15,8 @@ import functools
 import itertools
 import json
 import pathlib
-from typing import Any
+import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ from absl import logging
 from flax import nnx
 
 from darts.data import batching, glue
-from darts.nas import bilevel_step, discretize, relaxation
+from darts.nas import bilevel_step, discretize, evolution, relaxation
 from darts.training import (checkpoints, finetune, inference, loop, losses, progress, sharding,
                             teacher)
 from latency_loss import table as table_lib
@@ -37,7 +38,13 @@ from models.tokenizer import WordPieceTokenizer
 
 ARCH_FILE = "arch.json"
 HISTORY_FILE = "arch_probabilities.jsonl"
+FITNESS_FILE = "fitness.jsonl"  # Sampled methods: every evaluated subnet's held-out loss.
 SUBNET_DIR = "subnet"
+TARGETS_DIR = "targets"  # One arch.json and subnet per extra target (latency.deploy_targets_ms).
+# differentiable: the bilevel relaxed search. evolution, random: the supernet's weights trained
+# with one uniformly sampled subnet per step (HAT's SuperTransformer), then subnets selected by
+# their held-out loss under the latency budget (darts.nas.evolution).
+METHODS = ("differentiable", *evolution.METHODS)
 
 
 @dataclasses.dataclass
@@ -157,7 +164,44 @@ def _truncate_history(history: pathlib.Path, last_step: int) -> None:
 
 
 # Config keys that locate inputs the run manifest hashes instead (a moved file is the same input).
-_INPUT_PATHS = ("data.glue_dir", "teacher", "latency.table")
+_INPUT_PATHS = ("data.glue_dir", "teacher", "latency.table", "search.supernet_from")
+# What a supernet trained by another search must share with this one to be reused as it is.
+_SUPERNET_KEYS = ("seed", "compute_dtype", "space", "data", "optim", "distill",
+                  "search.importance_batches")
+
+
+def check_method(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for an unknown method, or a supernet to reuse that does not fit."""
+  if config.search.method not in METHODS:
+    raise ValueError(f"Unknown --config.search.method={config.search.method!r}; expected one of "
+                     f"{METHODS}.")
+  source = config.search.supernet_from
+  if not source:
+    return
+  if config.search.method == "differentiable":
+    raise ValueError("--config.search.supernet_from reuses a supernet trained with sampled "
+                     "subnets: it needs --config.search.method=evolution or random.")
+  arch_file = pathlib.Path(source) / ARCH_FILE
+  if not arch_file.exists():
+    raise ValueError(f"--config.search.supernet_from={source}: no {ARCH_FILE} there; it must "
+                     "be a finished evolution or random search.")
+  recorded = ml_collections.ConfigDict(json.loads(arch_file.read_text())["config"])
+  if recorded.search.method not in evolution.METHODS:
+    raise ValueError(f"--config.search.supernet_from={source} is a {recorded.search.method} "
+                     "search; its supernet was not trained with sampled subnets.")
+  mine = workdirs.config_fields(config, exclude=_INPUT_PATHS)
+  theirs = workdirs.config_fields(recorded, exclude=_INPUT_PATHS)
+  differ = sorted(key for key in set(mine) | set(theirs)
+                  if any(key == k or key.startswith(k + ".") for k in _SUPERNET_KEYS)
+                  and mine.get(key) != theirs.get(key))
+  if differ:
+    raise ValueError(f"--config.search.supernet_from={source} was trained with other values of "
+                     + ", ".join(f"{k} ({theirs.get(k)} there, {mine.get(k)} here)"
+                                 for k in differ) + "; use the same values.")
+  if (checkpoint.resolve_model_dir(recorded.teacher)
+      != checkpoint.resolve_model_dir(config.teacher)):
+    raise ValueError(f"--config.search.supernet_from={source} started from the teacher "
+                     f"{recorded.teacher}, not {config.teacher}.")
 
 
 def search(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -182,6 +226,7 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
     raise ValueError("--config.latency.table is required; build one with `python -m "
                      "latency_loss.build_table --config=configs/cost_table.py:space="
                      f"{config.space} --workdir=DIR`.")
+  check_method(config)
   teacher_dir = checkpoint.resolve_model_dir(config.teacher)
   task = glue.get_task(config.data.task)
   model = teacher.load_teacher(str(teacher_dir), task.name, task.num_labels)  # Checks its task.
@@ -194,7 +239,11 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
       {"teacher": lambda: checkpoint.checkpoint_sha256(teacher_dir),
        "table": lambda: files.file_sha256(config.latency.table),
        **{f"data.{split}": lambda split=split: glue.examples_sha256(read()[1][split])
-          for split in ("train", "held_out", "eval")}}, outputs=(ARCH_FILE, SUBNET_DIR))
+          for split in ("train", "held_out", "eval")},
+       **({"supernet_from": lambda: files.file_sha256(
+           pathlib.Path(config.search.supernet_from) / ARCH_FILE)}
+          if config.search.supernet_from else {})},
+      outputs=(ARCH_FILE, SUBNET_DIR))
   _, examples = read()
   if (workdir_path / ARCH_FILE).exists():
     logging.info("%s exists: the search in %s is complete.", ARCH_FILE, workdir_path)
@@ -223,7 +272,12 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
   arch_tx = make_arch_optimizer(config.arch_optim)
   logits = relaxation.init_logits(space)
   manager = checkpoints.checkpoint_manager(workdir_path, config.keep_checkpoints)
-  if manager.latest_step() is None:
+  source = manager
+  if config.search.supernet_from and manager.latest_step() is None:
+    source = checkpoints.checkpoint_manager(pathlib.Path(config.search.supernet_from),
+                                            config.keep_checkpoints)
+    logging.info("Reusing the supernet trained in %s.", config.search.supernet_from)
+  if source.latest_step() is None:
     importance = unit_importance(graphdef, params, space, data.train, config, mesh)
     supernet.reorder_units(model, np.argsort(-importance["heads"], axis=1, kind="stable"),
                            np.argsort(-importance["ffn"], axis=1, kind="stable"))
@@ -233,11 +287,14 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
   state = jax.device_put(bilevel_step.SearchState(
       jnp.zeros((), jnp.int32), params, weight_tx.init(params), logits, arch_tx.init(logits)),
                          replicated)
-  state = checkpoints.restore_latest(manager, state)
+  state = checkpoints.restore_latest(source, state)
   start_step = int(state.step)
 
+  differentiable = config.search.method == "differentiable"
   settings = bilevel_step.SearchSettings(
-      relaxation=config.search.relaxation, tau_start=config.search.tau_start,
+      # Zero logits, never updated, under the one-hot straight-through relaxation: every weight
+      # step trains one subnet drawn uniformly (the sampled methods' supernet training).
+      relaxation=config.search.relaxation if differentiable else "hard", tau_start=config.search.tau_start,
       tau_end=config.search.tau_end, anneal_steps=total_steps,
       second_order=config.search.second_order, unroll_lr=config.optim.lr,
       distill_weight=config.distill.weight, distill_temperature=config.distill.temperature,
@@ -248,12 +305,18 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
                                                         table_arrays, settings, update),
                            donate_argnums=0, out_shardings=(replicated, replicated),
                            in_shardings=(replicated, sharding.batch_sharded(mesh), replicated))
-           for update in (False, True)}
+           for update in ((False, True) if differentiable else (False,))}
 
-  logging.info("Searching %s on %s: %d train / %d held-out examples, %d steps (%d weight-only "
-               "warm-up), target %.2f ms (%s penalty).", space.name, data.task.name,
-               len(data.train), len(data.held_out), total_steps, warmup_steps,
-               config.latency.target_ms, config.latency.penalty)
+  if differentiable:
+    logging.info("Searching %s on %s: %d train / %d held-out examples, %d steps (%d weight-only "
+                 "warm-up), target %.2f ms (%s penalty).", space.name, data.task.name,
+                 len(data.train), len(data.held_out), total_steps, warmup_steps,
+                 config.latency.target_ms, config.latency.penalty)
+  else:
+    logging.info("Training the %s supernet on %s with uniformly sampled subnets: %d train "
+                 "examples, %d steps; then %s search on %d held-out examples.", space.name,
+                 data.task.name, len(data.train), total_steps, config.search.method,
+                 len(data.held_out))
   writer = tensorboardX.SummaryWriter(str(workdir_path / "tensorboard"))
   history = workdir_path / HISTORY_FILE
   _truncate_history(history, start_step)
@@ -265,7 +328,7 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
 
   def step_fn(state: bilevel_step.SearchState, step: int):
     batch = {"train": next(train_batches)[1], "held_out": next(held_out_batches)[1]}
-    state, step_metrics = steps[step > warmup_steps](
+    state, step_metrics = steps[differentiable and step > warmup_steps](
         state, {k: sharding.shard_batch(v, mesh) for k, v in batch.items()},
         jax.random.fold_in(base_key, step))
     return state, step_metrics, float(batch["train"]["weights"].sum())
@@ -273,57 +336,162 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
   def log_history(step: int, state: bilevel_step.SearchState) -> None:
     log_probabilities(writer, history, relaxation.softmax_probs(state.arch_logits), space, step)
 
-  state, _ = loop.run(
+  state, progress_log = loop.run(
       state, step_fn, start_step=start_step, total_steps=total_steps,
       cadence=loop.Cadence(config.log_every_steps, config.checkpoint_every_steps),
       manager=manager, writer=writer, schedule=schedule,
-      periodic=[loop.Periodic(config.history_every_steps, log_history)],
+      periodic=[loop.Periodic(config.history_every_steps, log_history)] if differentiable else [],
       nan_hint="lower --config.optim.lr or --config.arch_optim.lr")
   writer.close()
   nnx.update(model, jax.device_get(state.params))
   return finish(config, workdir_path, model, tokenizer, space, table, data,
-                relaxation.softmax_probs(state.arch_logits), total_steps, mesh)
+                relaxation.softmax_probs(state.arch_logits), total_steps, mesh,
+                train_seconds=progress_log.train_time)
+
+
+Selector = Callable[[float], tuple[search_space.Arch, dict[str, Any]]]
+
+
+def make_fitness(model, space: search_space.SearchSpace, dataset: batching.EncodedDataset,
+                 config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                 cache_file: pathlib.Path) -> Callable[[search_space.Arch], float]:
+  """The held-out loss of a subnet sliced from the supernet (one-hot probabilities: exactly the
+  extracted subnet), no retraining. Losses are cached in `cache_file`, so a killed selection
+  replays its (seeded) choices without evaluating anything twice."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = jax.device_put(params, sharding.replicated(mesh))
+
+  def batch_loss(params, probs, batch):
+    logits = supernet.supernet_logits(nnx.merge(graphdef, params), space, probs,
+                                      batch["input_ids"], batch["attention_mask"],
+                                      batch["token_type_ids"])
+    loss, _ = losses.model_loss(logits, batch, config.distill.weight, config.distill.temperature)
+    return loss * jnp.sum(batch["weights"]), jnp.sum(batch["weights"])
+
+  loss_fn = jax.jit(batch_loss)
+  batches = [sharding.shard_batch(batch, mesh) for _, batch in batching.eval_batches(
+      dataset, config.data.eval_batch_size, tuple(config.data.bucket_lengths))]
+  cache = {}
+  if cache_file.exists():
+    for line in cache_file.read_text().splitlines():
+      record = json.loads(line)
+      cache[search_space.Arch(**record["arch"])] = record["loss"]
+
+  def fitness(arch: search_space.Arch) -> float:
+    if arch not in cache:
+      probs = {k: jnp.asarray(v) for k, v in search_space.one_hot_probs(arch, space).items()}
+      total, weight = np.sum([np.asarray(loss_fn(params, probs, b)) for b in batches], axis=0)
+      cache[arch] = float(total / weight)
+      with cache_file.open("a") as f:
+        f.write(json.dumps({"arch": dataclasses.asdict(arch), "loss": cache[arch]}) + "\n")
+    return cache[arch]
+
+  return fitness
+
+
+def make_selector(config: ml_collections.ConfigDict, workdir: pathlib.Path, model,
+                  space: search_space.SearchSpace, table: table_lib.CostTable, data: SearchData,
+                  probs: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> Selector:
+  """target_ms -> (arch, how it was chosen), by the configured method."""
+  margin = config.latency.margin
+  if config.search.method == "differentiable":
+
+    def discretized(target_ms: float):
+      arch, steps = discretize.discretize(probs, space, table.predict_ms, target_ms,
+                                          margin=margin, fill=config.latency.fill_budget)
+      for line in steps:
+        logging.info("Discretization (%.2f ms): %s", target_ms, line)
+      most_probable = discretize.most_probable_arch(probs, space)
+      return arch, {"discretization_steps": steps,
+                    "most_probable_arch": dataclasses.asdict(most_probable),
+                    "most_probable_predicted_ms": table.predict_ms(most_probable),
+                    "probabilities": {k: v.tolist() for k, v in probs.items()}}
+
+    return discretized
+
+  settings = config.search.evolution
+  held_out = batching.head(data.held_out, settings.eval_examples)
+  fitness = make_fitness(model, space, held_out, config, mesh, workdir / FITNESS_FILE)
+
+  def selected(target_ms: float):
+    budget_ms = target_ms * (1.0 - margin)
+    start = time.perf_counter()
+    if config.search.method == "evolution":
+      best, records = evolution.evolve(
+          fitness, space, table.predict_ms, budget_ms,
+          evolution.EvolutionSettings(
+              num_evaluations=settings.num_evaluations, population=settings.population,
+              parents=settings.parents, mutation_share=settings.mutation_share,
+              mutation_prob=settings.mutation_prob), config.seed)
+    else:
+      best, records = evolution.random_search(fitness, space, table.predict_ms, budget_ms,
+                                              settings.num_evaluations, config.seed)
+    logging.info("%s search at %.2f ms: %d subnets evaluated on %d held-out examples; best "
+                 "loss %.4f at %.2f ms predicted.", config.search.method, target_ms,
+                 len(records), len(held_out), best.fitness, best.predicted_ms)
+    return best.arch, {
+        "held_out_loss": best.fitness, "fitness_examples": len(held_out),
+        "selection_seconds": time.perf_counter() - start,
+        "evaluations": [{"arch": dataclasses.asdict(r.arch), "held_out_loss": r.fitness,
+                         "predicted_ms": r.predicted_ms, "generation": r.generation}
+                        for r in records]}
+
+  return selected
+
+
+def target_dir(workdir: pathlib.Path, target_ms: float) -> pathlib.Path:
+  """Where the arch.json and subnet of an extra target (latency.deploy_targets_ms) go."""
+  return workdir / TARGETS_DIR / f"{target_ms:.3f}ms"
 
 
 def finish(config: ml_collections.ConfigDict, workdir: pathlib.Path, model, tokenizer,
            space: search_space.SearchSpace, table: table_lib.CostTable, data: SearchData,
-           probs: dict[str, np.ndarray], total_steps: int,
-           mesh: jax.sharding.Mesh) -> dict[str, Any]:
-  """Discretizes, saves the sliced subnet, evaluates it, and writes arch.json last."""
-  arch, steps = discretize.discretize(probs, space, table.predict_ms, config.latency.target_ms,
-                                      margin=config.latency.margin,
-                                      fill=config.latency.fill_budget)
-  most_probable = discretize.most_probable_arch(probs, space)
-  for line in steps:
-    logging.info("Discretization: %s", line)
+           probs: dict[str, np.ndarray], total_steps: int, mesh: jax.sharding.Mesh,
+           train_seconds: float = 0.0) -> dict[str, Any]:
+  """Selects an arch for every target (search once, deploy many), saves and evaluates each
+  sliced subnet, and writes the main target's arch.json last."""
+  select = make_selector(config, workdir, model, space, table, data, probs, mesh)
+  deployments = [{"target_ms": target,
+                  "arch_file": str((target_dir(workdir, target) / ARCH_FILE).absolute())}
+                 for target in config.latency.deploy_targets_ms]
+  for target in config.latency.deploy_targets_ms:
+    deploy(config, target_dir(workdir, target), model, tokenizer, space, table, data, target,
+           select, total_steps, mesh, {"search_dir": str(workdir.absolute())})
+  return deploy(config, workdir, model, tokenizer, space, table, data, config.latency.target_ms,
+                select, total_steps, mesh, {"train_seconds_this_run": train_seconds,
+                                            "deployments": deployments})
+
+
+def deploy(config: ml_collections.ConfigDict, directory: pathlib.Path, model, tokenizer,
+           space: search_space.SearchSpace, table: table_lib.CostTable, data: SearchData,
+           target_ms: float, select: Selector, total_steps: int, mesh: jax.sharding.Mesh,
+           extra: dict[str, Any]) -> dict[str, Any]:
+  """Selects the arch for `target_ms`, saves its subnet, evaluates it, writes arch.json last."""
+  arch, selection = select(target_ms)
   subnet = supernet.extract_subnet(model, space, arch)
-  checkpoint.save_pretrained(subnet, workdir / SUBNET_DIR,
+  checkpoint.save_pretrained(subnet, directory / SUBNET_DIR,
                              extra_config={teacher.TASK_KEY: data.task.name})
-  tokenizer.save_pretrained(workdir / SUBNET_DIR)
+  tokenizer.save_pretrained(directory / SUBNET_DIR)
   graphdef, params = nnx.split(subnet, nnx.Param)
   logits = inference.dataset_logits(inference.make_predict(graphdef, mesh), params, data.eval,
                                     config.data.eval_batch_size,
                                     tuple(config.data.bucket_lengths), mesh)
   summary = {
       "arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
-      "target_ms": config.latency.target_ms,
-      "most_probable_arch": dataclasses.asdict(most_probable),
-      "most_probable_predicted_ms": table.predict_ms(most_probable),
-      "budget_ms": config.latency.target_ms * (1.0 - config.latency.margin),
-      "discretization_steps": steps,
+      "target_ms": target_ms, "budget_ms": target_ms * (1.0 - config.latency.margin),
+      "method": config.search.method, **selection,
       "base_predicted_ms": table.predict_ms(space.largest_arch()),
       "table": str(pathlib.Path(config.latency.table).absolute()),
       "table_sha256": files.file_sha256(config.latency.table),
       "runtime": RuntimeSpec.from_config(config.latency).to_dict(),
       "space": json.loads(space.to_json()),
       "task": data.task.name, "teacher": str(checkpoint.resolve_model_dir(config.teacher)),
-      "subnet": str((workdir / SUBNET_DIR).absolute()), "search_steps": total_steps,
-      "probabilities": {k: v.tolist() for k, v in probs.items()},
+      "subnet": str((directory / SUBNET_DIR).absolute()), "search_steps": total_steps,
       "subnet_metrics_before_retraining": finetune.evaluate(logits, data.task, data.eval),
-      "config": config.to_dict(),
+      **extra, "config": config.to_dict(),
   }
-  files.write_json_atomically(workdir / ARCH_FILE, summary)
-  logging.info("Searched arch %s: %.2f ms predicted (target %.2f ms); written to %s.",
-               arch.to_json(), summary["predicted_ms"], config.latency.target_ms,
-               workdir / ARCH_FILE)
-  return json.loads((workdir / ARCH_FILE).read_text())  # What later jobs will read.
+  files.write_json_atomically(directory / ARCH_FILE, summary)
+  logging.info("%s arch %s: %.2f ms predicted (target %.2f ms); written to %s.",
+               config.search.method, arch.to_json(), summary["predicted_ms"], target_ms,
+               directory / ARCH_FILE)
+  return json.loads((directory / ARCH_FILE).read_text())  # What later jobs will read.

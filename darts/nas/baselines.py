@@ -7,13 +7,16 @@ searched one (bench/search_quality.py).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 from typing import Callable, Optional
 
 import numpy as np
 
 from darts.training import teacher
-from models import checkpoint, supernet
+from latency_loss.table import CostTable
+from models import checkpoint, files, supernet
 from models.search_space import Arch, SearchSpace
 from models.tokenizer import WordPieceTokenizer
 
@@ -79,3 +82,20 @@ def slice_teacher(teacher_dir: str, task_name: str, num_labels: int, space: Sear
   WordPieceTokenizer.from_pretrained(checkpoint.resolve_model_dir(teacher_dir)).save_pretrained(
       out_dir)
   return out_dir
+
+
+def prepare(teacher_dir: str, task_name: str, num_labels: int, table: CostTable, arch: Arch,
+            target_ms: float, directory: pathlib.Path) -> pathlib.Path:
+  """`arch` sliced from the teacher into `directory`/subnet, with the search-shaped arch.json
+  that configs/retrain.py reads (written last: its presence means done). Returns arch.json."""
+  arch_file = directory / "arch.json"
+  if arch_file.exists():
+    return arch_file
+  subnet = slice_teacher(teacher_dir, task_name, num_labels, table.space, arch,
+                         directory / "subnet")
+  files.write_json_atomically(arch_file, {
+      "arch": dataclasses.asdict(arch), "predicted_ms": table.predict_ms(arch),
+      "target_ms": target_ms, "task": task_name,
+      "teacher": str(pathlib.Path(teacher_dir).absolute()), "subnet": str(subnet.absolute()),
+      "space": json.loads(table.space.to_json()), "config": {"data": {"glue_dir": ""}}})
+  return arch_file

@@ -92,20 +92,48 @@ def make_optimizer(optim: ml_collections.ConfigDict,
   return tx, schedule
 
 
+def layer_distillation(distill: ml_collections.ConfigDict) -> bool:
+  """Whether the student also learns the teacher's hidden states or attention maps."""
+  return bool(distill.hidden_weight or distill.attention_weight)
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    distill: ml_collections.ConfigDict, compute_dtype: str = "float32"
-                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
-  """Returns the pure step `(state, batch, rng) -> (state, metrics)`."""
+                    distill: ml_collections.ConfigDict, compute_dtype: str = "float32",
+                    teacher_graphdef: nnx.GraphDef | None = None) -> Callable[..., tuple]:
+  """Returns the pure step `(state, batch, rng, teacher_params=None) -> (state, metrics)`.
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    def loss_fn(params):
-      model = nnx.merge(graphdef, bert.compute_view(params, compute_dtype))
-      logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                     deterministic=False, rngs=nnx.Rngs(dropout=rng))
-      return losses.model_loss(logits.astype(jnp.float32), batch, distill.weight,
-                               distill.temperature)
+  With layer distillation (`distill.hidden_weight`, `distill.attention_weight`) the teacher
+  (`teacher_graphdef`) runs live on every batch: its parameters are an input of the step, never
+  trained nor checkpointed.
+  """
+  layered = layer_distillation(distill)
 
-    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  def loss_fn(params, batch, rng, teacher_params):
+    model = nnx.merge(graphdef, bert.compute_view(params, compute_dtype))
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    out = model(*inputs, deterministic=False, rngs=nnx.Rngs(dropout=rng), internals=layered)
+    logits, encoded = out if layered else (out, None)
+    loss, parts = losses.model_loss(logits.astype(jnp.float32), batch, distill.weight,
+                                    distill.temperature)
+    if not layered:
+      return loss, parts
+    teacher = nnx.merge(teacher_graphdef, bert.compute_view(teacher_params, compute_dtype))
+    _, taught = jax.lax.stop_gradient(teacher(*inputs, internals=True))
+    f32 = lambda arrays: tuple(a.astype(jnp.float32) for a in arrays)
+    for name, weight, fn, field in (
+        ("hidden_loss", distill.hidden_weight, losses.hidden_state_loss, "hidden_states"),
+        ("attention_loss", distill.attention_weight, losses.attention_loss, "attentions")):
+      if weight:
+        parts[name] = fn(f32(getattr(encoded, field)), f32(getattr(taught, field)),
+                         batch["attention_mask"], batch["weights"])
+        loss = loss + weight * parts[name]
+    return loss, parts
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
+                 teacher_params: nnx.State | None = None):
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, batch, rng, teacher_params)
+
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return (TrainState(state.step + 1, params, opt_state),
@@ -186,6 +214,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   replicated = sharding.replicated(mesh)
   if config.distill.teacher:
     add_teacher_logits(config, data, mesh)
+  teacher_graphdef, teacher_params = None, None
+  if layer_distillation(config.distill):
+    if not config.distill.teacher:
+      raise ValueError("distill.hidden_weight and distill.attention_weight need "
+                       "--config.distill.teacher.")
+    teacher_graphdef, teacher_params = nnx.split(teacher.load_teacher(
+        config.distill.teacher, data.task.name, data.task.num_labels), nnx.Param)
+    teacher_params = jax.device_put(teacher_params, replicated)
   state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)),
                          replicated)
 
@@ -193,10 +229,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   state = checkpoints.restore_latest(manager, state)
   start_step = int(state.step)
 
-  train_step = jax.jit(make_train_step(graphdef, tx, config.distill, config.compute_dtype),
-                       donate_argnums=0,
-                       in_shardings=(replicated, sharding.batch_sharded(mesh), replicated),
-                       out_shardings=(replicated, replicated))
+  jitted_step = jax.jit(
+      make_train_step(graphdef, tx, config.distill, config.compute_dtype, teacher_graphdef),
+      donate_argnums=0,
+      in_shardings=(replicated, sharding.batch_sharded(mesh), replicated, replicated),
+      out_shardings=(replicated, replicated))
+  train_step = lambda state, batch, rng: jitted_step(state, batch, rng, teacher_params)
   predict = inference.make_predict(graphdef, mesh)
   run_eval = lambda params: evaluate(inference.dataset_logits(
       predict, params, data.eval, config.data.eval_batch_size, buckets, mesh), data.task,

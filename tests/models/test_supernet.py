@@ -68,8 +68,8 @@ def test_soft_head_mask_is_the_expectation_over_head_counts():
   bias = jnp.zeros((2, 1, 1, 12))
   attention.layer_norm = lambda y: y  # Look at the residual sum itself.
   probs = jnp.array([0.2, 0.5, 0.3])
-  mixed = attention(x, bias, head_mask=supernet.nested_mask(probs, (1, 2, 3), 3))
-  each = [attention(x, bias, head_mask=(jnp.arange(3) < n).astype(jnp.float32))
+  mixed, _ = attention(x, bias, head_mask=supernet.nested_mask(probs, (1, 2, 3), 3))
+  each = [attention(x, bias, head_mask=(jnp.arange(3) < n).astype(jnp.float32))[0]
           for n in (1, 2, 3)]
   np.testing.assert_allclose(mixed, sum(p * y for p, y in zip(probs, each)), atol=1e-5)
 

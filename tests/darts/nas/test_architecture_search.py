@@ -138,6 +138,17 @@ def test_retraining_the_searched_arch_with_distillation(searched, tmp_path):
     retrain_config.get_config(f"arch={tmp_path / 'missing.json'}")
 
 
+def test_retraining_with_layer_distillation(searched, tmp_path):
+  _, search_dir, _ = searched
+  config = retrain_config.get_config(f"arch={search_dir / 'arch.json'},runlocal")
+  config.distill.update(hidden_weight=1.0, attention_weight=0.5)
+  result = finetune.train_and_evaluate(config, str(tmp_path / "layers"))
+  assert result["num_train_steps"] == config.optim.num_train_steps
+  config.distill.teacher = ""
+  with pytest.raises(ValueError, match="need --config.distill.teacher"):
+    finetune.train_and_evaluate(config, str(tmp_path / "no_teacher"))
+
+
 def test_killed_search_resumes_to_the_same_arch(setup, searched, tmp_path):
   config, _, uninterrupted = searched
   workdir = tmp_path / "b"
@@ -173,3 +184,80 @@ def test_search_with_a_table_from_the_benchmark_tool(runlocal_config, benchmark_
   summary = architecture_search.search(config, str(tmp_path))
   assert summary["runtime"]["backend"] == "android"
   assert summary["predicted_ms"] <= summary["budget_ms"] + 1e-9
+
+
+def _arch_of(summary):
+  return search_space.Arch(**summary["arch"])
+
+
+def test_search_once_deploy_many(runlocal_config, setup, tmp_path):
+  config = runlocal_config()
+  table = table_lib.load_table(config.latency.table)
+  space = architecture_search.search_space_for(config)
+  # Every arch fits the first extra target; only small ones fit the second.
+  roomy = 1.2 * max(table.predict_ms(space.largest_arch()), config.latency.target_ms)
+  tight = 1.05 * table.predict_ms(space.smallest_arch()) / (1 - config.latency.margin)
+  config.latency.deploy_targets_ms = (roomy, tight)
+  summary = architecture_search.search(config, str(tmp_path))
+  deployed = [json.loads(pathlib.Path(d["arch_file"]).read_text())
+              for d in summary["deployments"]]
+  assert [d["target_ms"] for d in deployed] == [roomy, tight]
+  for result in (summary, *deployed):
+    assert result["predicted_ms"] <= result["budget_ms"] + 1e-9
+    assert result["probabilities"] == summary["probabilities"]  # One search, three archs.
+    subnet = checkpoint.load_pretrained(result["subnet"], num_labels=2)
+    assert subnet.bert.config.num_heads == tuple(result["arch"]["heads"])
+  assert _arch_of(deployed[0]) == space.largest_arch()  # Filled: nothing else to do with room.
+
+
+def test_evolution_and_random_search_share_one_supernet(runlocal_config, tmp_path):
+  config = runlocal_config()
+  config.search.method = "evolution"
+  evolved = architecture_search.search(config, str(tmp_path / "evolution"))
+  budget = evolved["budget_ms"]
+  assert 0 < len(evolved["evaluations"]) <= config.search.evolution.num_evaluations
+  assert all(e["predicted_ms"] <= budget + 1e-9 for e in evolved["evaluations"])
+  assert evolved["held_out_loss"] == min(e["held_out_loss"] for e in evolved["evaluations"])
+  assert _arch_of(evolved) == search_space.Arch(
+      **min(evolved["evaluations"], key=lambda e: e["held_out_loss"])["arch"])
+  assert "probabilities" not in evolved and evolved["train_seconds_this_run"] > 0
+
+  config.search.method = "random"
+  config.search.supernet_from = str(tmp_path / "evolution")
+  drawn = architecture_search.search(config, str(tmp_path / "random"))
+  assert drawn["train_seconds_this_run"] == 0  # Nothing trained: the supernet was reused...
+  losses = {json.dumps(e["arch"], sort_keys=True): e["held_out_loss"]
+            for e in evolved["evaluations"]}
+  shared = [e for e in drawn["evaluations"] if json.dumps(e["arch"], sort_keys=True) in losses]
+  assert shared  # ...so an arch both evaluated has the same loss in both.
+  for e in shared:
+    assert e["held_out_loss"] == pytest.approx(losses[json.dumps(e["arch"], sort_keys=True)],
+                                               rel=1e-5)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"search.method": "annealing"}, "Unknown --config.search.method='annealing'"),
+    ({"search.supernet_from": "/nonexistent"}, "needs --config.search.method=evolution"),
+    ({"search.method": "random", "search.supernet_from": "/nonexistent"}, "no arch.json there"),
+])
+def test_bad_search_methods_are_refused(runlocal_config, tmp_path, change, match):
+  config = runlocal_config()
+  config.update_from_flattened_dict(change)
+  with pytest.raises(ValueError, match=match):
+    architecture_search.search(config, str(tmp_path))
+  assert not (tmp_path / workdirs.MANIFEST_FILE).exists()
+
+
+def test_a_supernet_trained_on_other_data_is_not_reused(runlocal_config, searched, tmp_path):
+  config = runlocal_config()
+  config.search.method = "evolution"
+  architecture_search.search(config, str(tmp_path / "evolution"))
+  config.search.method = "random"
+  config.search.supernet_from = str(tmp_path / "evolution")
+  config.optim.lr = 1e-3
+  with pytest.raises(ValueError, match=r"optim.lr \(3e-05 there, 0.001 here\)"):
+    architecture_search.search(config, str(tmp_path / "random"))
+  _, differentiable, _ = searched
+  config.search.supernet_from = str(differentiable)
+  with pytest.raises(ValueError, match="is a differentiable search"):
+    architecture_search.search(config, str(tmp_path / "random"))

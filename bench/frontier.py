@@ -1,0 +1,407 @@
+"""The accuracy-latency frontier of one GLUE task: every search method on one supernet and table.
+
+  python -m bench.frontier --task=mrpc --glue_dir=../shared/data/glue \
+      --teacher=runs/mrpc/run/teacher/model \
+      --table=runs/demo_under_load/quiet/run/table/cost_table.json \
+      --workdir=runs/frontier --phase=train        # long; resumable; may share the machine
+  python -m bench.frontier ... --phase=measure     # alone on the machine: timings
+  python -m bench.frontier ... --phase=report      # bench/results/frontier/<task>.{json,md,png}
+
+Targets are fractions of the table's prediction of the base (2x, 3x, 5x: 0.5, 0.333, 0.2). At
+each, on the same teacher and table:
+  differentiable  one bilevel search at the first target, discretized to every target (search
+                  once, deploy many; darts.search with latency.deploy_targets_ms);
+  evolution       HAT: a supernet trained with uniformly sampled subnets, then evolution on
+                  held-out loss under each budget (search.method=evolution);
+  random          random search with the same budget, on the evolution job's supernet;
+  layer_dropped   the base's top layers dropped; uniform_width: every width shrunk alike
+                  (darts/nas/baselines.py), both sliced from the teacher;
+  differentiable_layers  the differentiable archs retrained with layer distillation too
+                  (hidden states and attention maps, --layer_weights) instead of logits only.
+Every arch is retrained with the same recipe (configs/retrain.py: logits distillation from the
+teacher, all train data, --retrain_epochs), the searched ones with --seeds seeds. `measure` times
+every arch, the base and the BERT-base shape (random weights) interleaved on the table's runtime.
+Wall time of every job goes to WORKDIR/<task>/compute.jsonl (resumed jobs add their new time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import pathlib
+import shlex
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+from absl import app, flags, logging
+
+from bench.machine import code_version, machine_facts
+from configs import retrain as retrain_config, search as search_config
+from darts import layout as layout_lib, stages
+from darts.data import glue, metrics
+from darts.nas import architecture_search, baselines
+from darts.training import finetune, jobs
+from latency_loss.table import CostTable, load_table
+from models import files, search_space
+from models.search_space import Arch
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Root of the benchmark's runs (one dir per task).")
+_TASK = flags.DEFINE_string("task", "mrpc", "GLUE task.")
+_TEACHER = flags.DEFINE_string("teacher", None, "The task's fine-tuned teacher (darts.train model/).")
+_TABLE = flags.DEFINE_string("table", None, "Cost table of the runtime the targets are for.")
+_GLUE_DIR = flags.DEFINE_string("glue_dir", "", "GLUE files.")
+_FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.333", "0.2"],
+                               "Targets, x the table's base; the first is the searched one.")
+_METHODS = flags.DEFINE_list("methods", ["differentiable", "evolution", "random", "layer_dropped",
+                                         "uniform_width", "differentiable_layers"],
+                             "Methods to run or report.")
+_LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
+                                   "differentiable_layers: distill.hidden_weight, attention_weight.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Retraining seeds of the searched methods' archs.")
+_SEARCH_EPOCHS = flags.DEFINE_float("search_epochs", 3.0, "Supernet epochs (every search).")
+_RETRAIN_EPOCHS = flags.DEFINE_float("retrain_epochs", 3.0, "Retraining epochs (every arch).")
+_EVALUATIONS = flags.DEFINE_integer("num_evaluations", 100, "Evolution/random budget (subnets).")
+_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 256,
+                                      "Held-out examples per evolution/random fitness.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds of every arch.")
+_PHASE = flags.DEFINE_enum("phase", "train", ["train", "measure", "report"], "What to run.")
+_OUT = flags.DEFINE_string("out", "bench/results/frontier", "Result directory.")
+flags.mark_flags_as_required(["workdir", "teacher", "table"])
+
+SEARCHED = ("differentiable", "evolution", "random")
+LAYERS = "differentiable_layers"  # The differentiable archs, retrained with layer distillation.
+BASELINES = {"layer_dropped": baselines.layer_dropped, "uniform_width": baselines.uniform_width}
+# CoFi (Xia et al., 2022, Table 2/Fig. 2): points lost vs its BERT-base teacher, GPU speed-ups.
+COFI_BARS = {2.0: 0.5, 3.0: 1.0, 5.0: 2.0}
+
+
+def task_dir() -> pathlib.Path:
+  return pathlib.Path(_WORKDIR.value) / _TASK.value
+
+
+def fractions() -> list[float]:
+  return [float(f) for f in _FRACTIONS.value]
+
+
+def targets_ms(table: CostTable) -> list[float]:
+  base = table.predict_ms(table.space.largest_arch())
+  return [f * base for f in fractions()]
+
+
+def timed(name: str, job: Callable[[], Any]) -> Any:
+  """Runs `job`, appending its wall time (this run's) to the compute ledger."""
+  start = time.perf_counter()
+  try:
+    return job()
+  finally:
+    with (task_dir() / "compute.jsonl").open("a") as f:
+      f.write(json.dumps({"job": name, "seconds": time.perf_counter() - start,
+                          "date": datetime.datetime.now().isoformat(timespec="seconds")}) + "\n")
+
+
+def search_config_for(method: str, table: CostTable):
+  config = search_config.get_config(f"task={_TASK.value},space={table.space.name}")
+  config.teacher = _TEACHER.value
+  config.data.glue_dir = _GLUE_DIR.value
+  config.optim.num_epochs = _SEARCH_EPOCHS.value
+  config.latency.table = _TABLE.value
+  config.latency.update(**table.runtime.to_dict())
+  first, *others = targets_ms(table)
+  config.latency.target_ms = first
+  config.latency.deploy_targets_ms = tuple(others)
+  config.search.method = method
+  config.search.evolution.num_evaluations = _EVALUATIONS.value
+  config.search.evolution.eval_examples = _EVAL_EXAMPLES.value
+  if method == "random":
+    config.search.supernet_from = str(search_dir("evolution"))
+  return config
+
+
+def search_dir(method: str) -> pathlib.Path:
+  return task_dir() / f"search_{method}"
+
+
+def arch_file(method: str, index: int, table: CostTable) -> pathlib.Path:
+  """arch.json of `method` at the index-th target."""
+  if method == LAYERS:
+    return arch_file("differentiable", index, table)
+  if method in SEARCHED:
+    root = search_dir(method)
+    return (root if index == 0 else architecture_search.target_dir(
+        root, targets_ms(table)[index])) / architecture_search.ARCH_FILE
+  return task_dir() / "baselines" / method / f"{round(100 * fractions()[index])}" / "arch.json"
+
+
+def retrain_dir(method: str, index: int, seed: int) -> pathlib.Path:
+  return task_dir() / "retrain" / method / f"{round(100 * fractions()[index])}" / f"seed{seed}"
+
+
+def seeds_of(method: str) -> range:
+  return range(_SEEDS.value if method in (*SEARCHED, LAYERS) else 1)
+
+
+def train(table: CostTable) -> None:
+  task = glue.get_task(_TASK.value)
+  methods = _METHODS.value
+  for method in (m for m in SEARCHED if m in methods):
+    timed(f"search/{method}", lambda m=method: architecture_search.search(
+        search_config_for(m, table), str(search_dir(m))))
+  margin = search_config.get_config().latency.margin
+  for method in (m for m in BASELINES if m in methods):
+    for index, target in enumerate(targets_ms(table)):
+      arch = BASELINES[method](table.space, table.predict_ms, target * (1 - margin))
+      if arch is not None:
+        baselines.prepare(_TEACHER.value, task.name, task.num_labels, table, arch, target,
+                          arch_file(method, index, table).parent)
+  # Seed 0 of everything first: a run cut short still has every method's point.
+  for seed in range(_SEEDS.value):
+    for method in methods:
+      for index in range(len(fractions())):
+        path = arch_file(method, index, table)
+        if seed in seeds_of(method) and path.exists():
+          directory = retrain_dir(method, index, seed)
+          if not layout_lib.eval_file(directory / finetune.MODEL_DIR).exists():
+            timed(f"retrain/{method}", lambda p=path, d=directory, s=seed, m=method: retrain(
+                p, d, s, layers=m == LAYERS))
+
+
+def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers: bool) -> None:
+  config = retrain_config.get_config(f"arch={arch_json}")
+  config.seed = seed
+  if layers:
+    config.distill.hidden_weight, config.distill.attention_weight = map(float,
+                                                                        _LAYER_WEIGHTS.value)
+  config.data.glue_dir = _GLUE_DIR.value
+  config.optim.num_epochs = _RETRAIN_EPOCHS.value
+  finetune.train_and_evaluate(config, str(directory))
+
+
+def all_archs(table: CostTable) -> dict[str, Arch]:
+  """Every arch the benchmark retrained, by its JSON (the measure phase times each once)."""
+  archs = {}
+  for method in _METHODS.value:
+    for index in range(len(fractions())):
+      path = arch_file(method, index, table)
+      if path.exists():
+        arch = search_space.Arch(**json.loads(path.read_text())["arch"])
+        archs[arch.to_json()] = arch
+  return archs
+
+
+def measure(table: CostTable) -> None:
+  """Times every arch, the base and the BERT-base shape, interleaved round by round."""
+  bert_base = search_space.get_space("bert_base")
+  bert_base_table = CostTable(space=dataclasses.replace(bert_base, seq_len=table.space.seq_len),
+                              runtime=table.runtime, host=table.host, protocol=table.protocol)
+  calls = {"base": (table, table.space.largest_arch()),
+           "bert_base": (bert_base_table, bert_base.largest_arch()),
+           **{key: (table, arch) for key, arch in all_archs(table).items()}}
+  times: dict[str, list[float]] = {key: [] for key in calls}
+  for round_index in range(_ROUNDS.value):
+    for key, (owner, arch) in calls.items():
+      times[key].append(stages.measure_arch_ms(owner, arch))
+    logging.info("Timing round %d/%d done (%d models).", round_index + 1, _ROUNDS.value,
+                 len(calls))
+  files.write_json_atomically(task_dir() / "latency.json", {
+      "times_ms": times, "machine": machine_facts(), "runtime": table.runtime.to_dict(),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "rounds": _ROUNDS.value, "units": "table (against the table's reference block)"})
+
+
+
+
+def compute_seconds() -> dict[str, float]:
+  """Wall seconds per method: its search job(s) and all its retrainings."""
+  ledger = task_dir() / "compute.jsonl"
+  totals: dict[str, float] = {}
+  for line in (ledger.read_text().splitlines() if ledger.exists() else []):
+    record = json.loads(line)
+    method = record["job"].split("/")[1]
+    totals[method] = totals.get(method, 0.0) + record["seconds"]
+  return totals
+
+
+def _point(method: str, index: int, table: CostTable, times: dict[str, list[float]]
+           ) -> dict[str, Any] | None:
+  path = arch_file(method, index, table)
+  if not path.exists():
+    return None
+  searched = json.loads(path.read_text())
+  arch = search_space.Arch(**searched["arch"])
+  runs = []
+  for seed in seeds_of(method):
+    eval_path = layout_lib.eval_file(retrain_dir(method, index, seed) / finetune.MODEL_DIR)
+    if eval_path.exists():
+      evaluation = json.loads(eval_path.read_text())
+      runs.append({"seed": seed, "metrics": evaluation["metrics"],
+                   "train_examples": evaluation["num_train_examples"],
+                   "epochs": evaluation["epochs"]})
+  main = metrics.main_metric(_TASK.value)
+  values = [100 * r["metrics"][main] for r in runs]
+  point = {"arch": searched["arch"], "predicted_ms": searched["predicted_ms"], "runs": runs,
+           "mean": float(np.mean(values)) if values else None,
+           "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+           "before_retraining": searched.get("subnet_metrics_before_retraining"),
+           "held_out_loss": searched.get("held_out_loss")}
+  measured = times.get(arch.to_json())
+  if measured:
+    point.update(measured_ms=float(np.median(measured)),
+                 speedup=float(np.median(np.divide(times["base"], measured))),
+                 speedup_vs_bert_base=float(np.median(np.divide(times["bert_base"], measured))))
+  return point
+
+
+def report(table: CostTable) -> dict[str, Any]:
+  latency_file = task_dir() / "latency.json"
+  latency = json.loads(latency_file.read_text()) if latency_file.exists() else None
+  times = latency["times_ms"] if latency else {}
+  teacher_eval = json.loads(layout_lib.eval_file(pathlib.Path(_TEACHER.value)).read_text())
+  main = metrics.main_metric(_TASK.value)
+  teacher_metric = 100 * teacher_eval["metrics"][main]
+  targets = []
+  for index, (fraction, target) in enumerate(zip(fractions(), targets_ms(table))):
+    points = {m: p for m in _METHODS.value if (p := _point(m, index, table, times))}
+    ours = points.get("differentiable")
+    verdict = {}
+    if ours and ours["mean"] is not None:
+      spread = ours["std"]
+      verdict["beats_or_ties"] = {m: ours["mean"] >= p["mean"] - spread
+                                  for m, p in points.items()
+                                  if m not in ("differentiable", LAYERS)
+                                  and p["mean"] is not None}
+      if points.get(LAYERS) and points[LAYERS]["mean"] is not None:
+        verdict["layer_distillation_gain"] = points[LAYERS]["mean"] - ours["mean"]
+      verdict["points_below_teacher"] = teacher_metric - ours["mean"]
+      verdict["cofi_bar"] = COFI_BARS.get(round(1 / fraction))
+      if verdict["cofi_bar"] is not None:
+        verdict["within_cofi_bar"] = verdict["points_below_teacher"] <= verdict["cofi_bar"]
+    targets.append({"fraction": fraction, "speedup_target": 1 / fraction, "target_ms": target,
+                    "points": points, "verdict": verdict})
+  return {
+      "task": _TASK.value, "main_metric": main,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": shlex.join(["python", "-m", "bench.frontier", *sys.argv[1:]]),
+      "code": code_version(), "machine": machine_facts(),
+      "timing": latency and {k: latency[k] for k in ("machine", "date", "rounds", "units")},
+      "base_ms": times.get("base") and float(np.median(times["base"])),
+      "bert_base_ms": times.get("bert_base") and float(np.median(times["bert_base"])),
+      "teacher": {"path": _TEACHER.value, "metric": teacher_metric,
+                  "train_examples": teacher_eval["num_train_examples"],
+                  "epochs": teacher_eval["epochs"]},
+      "table": _TABLE.value, "search_epochs": _SEARCH_EPOCHS.value,
+      "retrain_epochs": _RETRAIN_EPOCHS.value, "num_evaluations": _EVALUATIONS.value,
+      "eval_examples": _EVAL_EXAMPLES.value,
+      "compute_core_hours": {m: s * (machine_facts()["cores"] or 1) / 3600
+                             for m, s in compute_seconds().items()},
+      "targets": targets}
+
+
+STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 90),
+          "evolution": ("P", "tab:purple", 70),
+          "random": ("o", "0.5", 40), "layer_dropped": ("v", "tab:blue", 50),
+          "uniform_width": ("s", "tab:green", 45)}
+
+
+def plot(result: dict[str, Any], path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(7, 4.8))
+  labelled = set()
+  for target in result["targets"]:
+    for method, point in target["points"].items():
+      x = point.get("measured_ms", point["predicted_ms"])
+      if point["mean"] is None:
+        continue
+      marker, color, size = STYLES[method]
+      ax.errorbar(x, point["mean"], yerr=point["std"] or None, fmt="none", ecolor=color,
+                  capsize=3)
+      ax.scatter(x, point["mean"], marker=marker, color=color, s=size, zorder=3,
+                 label=None if method in labelled else method.replace("_", " "))
+      labelled.add(method)
+  if result["base_ms"]:
+    ax.scatter(result["base_ms"], result["teacher"]["metric"], marker="D", color="black", s=50,
+               label="base (teacher)", zorder=3)
+  ax.set(xlabel="measured latency, table units (ms)" if result["base_ms"]
+         else "predicted latency (ms; not measured yet)",
+         ylabel=f"dev {result['main_metric']} (%)",
+         title=f"{result['task'].upper()}: accuracy vs latency, every method (mean +- std)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _fmt(value, spec=".2f", missing="n/a"):
+  return missing if value is None else format(value, spec)
+
+
+def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
+  teacher = result["teacher"]
+  lines = [f"# Accuracy-latency frontier: {result['task'].upper()} ({result['main_metric']})", "",
+           f"- command: `{result['command']}` (phases train, measure, report)",
+           f"- date (UTC): {result['date']}; code {result['code']}",
+           f"- machine: {result['machine']}",
+           f"- timing: {result['timing']}",
+           f"- base {_fmt(result['base_ms'])} ms, BERT-base shape {_fmt(result['bert_base_ms'])} "
+           f"ms (random weights, same runtime); teacher {teacher['metric']:.2f} "
+           f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs)",
+           f"- searches: {result['search_epochs']:g} supernet epochs; evolution/random budget "
+           f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; every arch retrained "
+           f"{result['retrain_epochs']:g} epochs on all train data, logits distillation",
+           f"- compute (core-hours, wall x cores): " + ", ".join(
+               f"{m} {h:.2f}" for m, h in result["compute_core_hours"].items()), "",
+           "| target | method | arch (layers, hidden, heads, FFN) | predicted ms | measured ms | "
+           "x base | x BERT-base | dev (mean +- std, seeds) | before retraining |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for target in result["targets"]:
+    for method, p in target["points"].items():
+      a = p["arch"]
+      before = p["before_retraining"] or {}
+      lines.append(
+          f"| {target['speedup_target']:.0f}x ({target['target_ms']:.2f} ms) | {method} | "
+          f"{a['num_layers']}, {a['hidden_size']}, {list(a['heads'])}, {list(a['ffn'])} | "
+          f"{p['predicted_ms']:.2f} | {_fmt(p.get('measured_ms'))} | "
+          f"{_fmt(p.get('speedup'))} | {_fmt(p.get('speedup_vs_bert_base'))} | "
+          f"{_fmt(p['mean'])} +- {p['std']:.2f} ({len(p['runs'])}) | "
+          f"{_fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
+  lines += ["", "| target | points below teacher (ours) | CoFi bar | within | layer "
+            "distillation gain | ours >= others (within ours' std) |", "|---|---|---|---|---|---|"]
+  for target in result["targets"]:
+    v = target["verdict"]
+    if v:
+      lines.append(f"| {target['speedup_target']:.0f}x | {v['points_below_teacher']:.2f} | "
+                   f"{_fmt(v['cofi_bar'])} | {v.get('within_cofi_bar', 'n/a')} | "
+                   f"{_fmt(v.get('layer_distillation_gain'), '+.2f')} | " + ", ".join(
+                       f"{m}: {'yes' if ok else 'NO'}" for m, ok in v["beats_or_ties"].items())
+                   + " |")
+  lines += ["", f"![frontier]({path.with_suffix('.png').name})", ""]
+  path.write_text("\n".join(lines))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  jobs.quiet_library_logs()
+  table = load_table(_TABLE.value)
+  task_dir().mkdir(parents=True, exist_ok=True)
+  if _PHASE.value == "train":
+    train(table)
+  elif _PHASE.value == "measure":
+    measure(table)
+  else:
+    result = report(table)
+    out = pathlib.Path(_OUT.value) / _TASK.value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+    write_markdown(result, out.with_suffix(".md"))
+    print(out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+  app.run(main)
