@@ -55,8 +55,8 @@ _TABLE = flags.DEFINE_string("table", None, "Cost table of the runtime the targe
 _GLUE_DIR = flags.DEFINE_string("glue_dir", "", "GLUE files.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.333", "0.2"],
                                "Targets, x the table's base; the first is the searched one.")
-_METHODS = flags.DEFINE_list("methods", ["differentiable", "evolution", "random", "layer_dropped",
-                                         "uniform_width", "differentiable_layers"],
+_METHODS = flags.DEFINE_list("methods", ["differentiable", "layer_dropped", "uniform_width",
+                                         "evolution", "random", "differentiable_layers"],
                              "Methods to run or report.")
 _LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
                                    "differentiable_layers: distill.hidden_weight, attention_weight.")
@@ -143,29 +143,35 @@ def seeds_of(method: str) -> range:
   return range(_SEEDS.value if method in (*SEARCHED, LAYERS) else 1)
 
 
-def train(table: CostTable) -> None:
-  task = glue.get_task(_TASK.value)
-  methods = _METHODS.value
-  for method in (m for m in SEARCHED if m in methods):
-    timed(f"search/{method}", lambda m=method: architecture_search.search(
-        search_config_for(m, table), str(search_dir(m))))
-  margin = search_config.get_config().latency.margin
-  for method in (m for m in BASELINES if m in methods):
+def prepare(method: str, table: CostTable) -> None:
+  """The method's arch.json at every target: its search, or its baseline family's archs."""
+  if method in SEARCHED:
+    timed(f"search/{method}", lambda: architecture_search.search(
+        search_config_for(method, table), str(search_dir(method))))
+  elif method in BASELINES:
+    task = glue.get_task(_TASK.value)
+    margin = search_config.get_config().latency.margin
     for index, target in enumerate(targets_ms(table)):
       arch = BASELINES[method](table.space, table.predict_ms, target * (1 - margin))
       if arch is not None:
         baselines.prepare(_TEACHER.value, task.name, task.num_labels, table, arch, target,
                           arch_file(method, index, table).parent)
-  # Seed 0 of everything first: a run cut short still has every method's point.
+
+
+def train(table: CostTable) -> None:
+  """Method by method (--methods order), its archs and their seed-0 retraining; then the other
+  seeds: a run cut short still has every finished method's points."""
   for seed in range(_SEEDS.value):
-    for method in methods:
+    for method in _METHODS.value:
+      if seed == 0:
+        prepare(method, table)
       for index in range(len(fractions())):
         path = arch_file(method, index, table)
-        if seed in seeds_of(method) and path.exists():
-          directory = retrain_dir(method, index, seed)
-          if not layout_lib.eval_file(directory / finetune.MODEL_DIR).exists():
-            timed(f"retrain/{method}", lambda p=path, d=directory, s=seed, m=method: retrain(
-                p, d, s, layers=m == LAYERS))
+        directory = retrain_dir(method, index, seed)
+        if (seed in seeds_of(method) and path.exists()
+            and not layout_lib.eval_file(directory / finetune.MODEL_DIR).exists()):
+          timed(f"retrain/{method}", lambda p=path, d=directory, s=seed, m=method: retrain(
+              p, d, s, layers=m == LAYERS))
 
 
 def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers: bool) -> None:
