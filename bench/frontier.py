@@ -135,7 +135,12 @@ def arch_file(method: str, index: int, table: CostTable) -> pathlib.Path:
   return task_dir() / "baselines" / method / f"{round(100 * fractions()[index])}" / "arch.json"
 
 
-def retrain_dir(method: str, index: int, seed: int) -> pathlib.Path:
+def retrain_dir(method: str, index: int, seed: int, table: CostTable) -> pathlib.Path:
+  """Where `method`'s arch at the index-th target is retrained with `seed`: that of the first
+  target with the same arch (a family's widest fit can be the same at two targets)."""
+  arch = json.loads(arch_file(method, index, table).read_text())["arch"]
+  index = next(i for i in range(index + 1) if arch_file(method, i, table).exists()
+               and json.loads(arch_file(method, i, table).read_text())["arch"] == arch)
   return task_dir() / "retrain" / method / f"{round(100 * fractions()[index])}" / f"seed{seed}"
 
 
@@ -167,9 +172,10 @@ def train(table: CostTable) -> None:
         prepare(method, table)
       for index in range(len(fractions())):
         path = arch_file(method, index, table)
-        directory = retrain_dir(method, index, seed)
-        if (seed in seeds_of(method) and path.exists()
-            and not layout_lib.eval_file(directory / finetune.MODEL_DIR).exists()):
+        if seed not in seeds_of(method) or not path.exists():
+          continue
+        directory = retrain_dir(method, index, seed, table)
+        if not layout_lib.eval_file(directory / finetune.MODEL_DIR).exists():
           timed(f"retrain/{method}", lambda p=path, d=directory, s=seed, m=method: retrain(
               p, d, s, layers=m == LAYERS))
 
@@ -239,7 +245,8 @@ def _point(method: str, index: int, table: CostTable, times: dict[str, list[floa
   arch = search_space.Arch(**searched["arch"])
   runs = []
   for seed in seeds_of(method):
-    eval_path = layout_lib.eval_file(retrain_dir(method, index, seed) / finetune.MODEL_DIR)
+    eval_path = layout_lib.eval_file(retrain_dir(method, index, seed, table)
+                                     / finetune.MODEL_DIR)
     if eval_path.exists():
       evaluation = json.loads(eval_path.read_text())
       runs.append({"seed": seed, "metrics": evaluation["metrics"],
