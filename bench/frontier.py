@@ -50,7 +50,8 @@ from models.search_space import Arch
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of the benchmark's runs (one dir per task).")
 _TASK = flags.DEFINE_string("task", "mrpc", "GLUE task.")
-_TEACHER = flags.DEFINE_string("teacher", None, "The task's fine-tuned teacher (darts.train model/).")
+_TEACHER = flags.DEFINE_string("teacher", None,
+                               "The task's fine-tuned teacher (darts.train model/).")
 _TABLE = flags.DEFINE_string("table", None, "Cost table of the runtime the targets are for.")
 _GLUE_DIR = flags.DEFINE_string("glue_dir", "", "GLUE files.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.333", "0.2"],
@@ -59,7 +60,8 @@ _METHODS = flags.DEFINE_list("methods", ["differentiable", "layer_dropped", "uni
                                          "evolution", "random", "differentiable_layers"],
                              "Methods to run or report.")
 _LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
-                                   "differentiable_layers: distill.hidden_weight, attention_weight.")
+                                   "differentiable_layers: distill.hidden_weight, "
+                                   "attention_weight.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Retraining seeds of the searched methods' archs.")
 _SEARCH_EPOCHS = flags.DEFINE_float("search_epochs", 3.0, "Supernet epochs (every search).")
 _RETRAIN_EPOCHS = flags.DEFINE_float("retrain_epochs", 3.0, "Retraining epochs (every arch).")
@@ -155,7 +157,7 @@ def prepare(method: str, table: CostTable) -> None:
         search_config_for(method, table), str(search_dir(method))))
   elif method in BASELINES:
     task = glue.get_task(_TASK.value)
-    margin = search_config.get_config().latency.margin
+    margin = search_config_for("differentiable", table).latency.margin  # The searches' budget.
     for index, target in enumerate(targets_ms(table)):
       arch = BASELINES[method](table.space, table.predict_ms, target * (1 - margin))
       if arch is not None:
@@ -364,7 +366,8 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
            f"ms (random weights, same runtime); teacher {teacher['metric']:.2f} "
            f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs)",
            f"- searches: {result['search_epochs']:g} supernet epochs; evolution/random budget "
-           f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; every arch retrained "
+           f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
+           "every arch retrained "
            f"{result['retrain_epochs']:g} epochs on all train data, logits distillation",
            f"- compute (core-hours, wall x cores): " + ", ".join(
                f"{m} {h:.2f}" for m, h in result["compute_core_hours"].items()), "",

@@ -294,8 +294,8 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
   settings = bilevel_step.SearchSettings(
       # Zero logits, never updated, under the one-hot straight-through relaxation: every weight
       # step trains one subnet drawn uniformly (the sampled methods' supernet training).
-      relaxation=config.search.relaxation if differentiable else "hard", tau_start=config.search.tau_start,
-      tau_end=config.search.tau_end, anneal_steps=total_steps,
+      relaxation=config.search.relaxation if differentiable else "hard",
+      tau_start=config.search.tau_start, tau_end=config.search.tau_end, anneal_steps=total_steps,
       second_order=config.search.second_order, unroll_lr=config.optim.lr,
       distill_weight=config.distill.weight, distill_temperature=config.distill.temperature,
       penalty=config.latency.penalty, target_ms=config.latency.target_ms,
@@ -327,7 +327,9 @@ def _search(config: ml_collections.ConfigDict, workdir_path: pathlib.Path) -> di
   base_key = jax.random.key(config.seed)
 
   def step_fn(state: bilevel_step.SearchState, step: int):
-    batch = {"train": next(train_batches)[1], "held_out": next(held_out_batches)[1]}
+    batch = {"train": next(train_batches)[1]}
+    if differentiable:  # Only architecture updates read held-out batches.
+      batch["held_out"] = next(held_out_batches)[1]
     state, step_metrics = steps[differentiable and step > warmup_steps](
         state, {k: sharding.shard_batch(v, mesh) for k, v in batch.items()},
         jax.random.fold_in(base_key, step))
