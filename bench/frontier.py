@@ -14,6 +14,8 @@ each, on the same teacher and table:
   evolution       HAT: a supernet trained with uniformly sampled subnets, then evolution on
                   held-out loss under each budget (search.method=evolution);
   random          random search with the same budget, on the evolution job's supernet;
+  differentiable_per_target  one bilevel search per target (the first is differentiable's own),
+                  against which search-once-deploy-many is compared on quality and compute;
   layer_dropped   the base's top layers dropped; uniform_width: every width shrunk alike
                   (darts/nas/baselines.py), both sliced from the teacher;
   differentiable_layers  the differentiable archs retrained with layer distillation too
@@ -57,7 +59,8 @@ _GLUE_DIR = flags.DEFINE_string("glue_dir", "", "GLUE files.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.333", "0.2"],
                                "Targets, x the table's base; the first is the searched one.")
 _METHODS = flags.DEFINE_list("methods", ["differentiable", "layer_dropped", "uniform_width",
-                                         "evolution", "random", "differentiable_layers"],
+                                         "evolution", "random", "differentiable_per_target",
+                                         "differentiable_layers"],
                              "Methods to run or report.")
 _LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
                                    "differentiable_layers: distill.hidden_weight, "
@@ -74,7 +77,9 @@ _OUT = flags.DEFINE_string("out", "bench/results/frontier", "Result directory.")
 flags.mark_flags_as_required(["workdir", "teacher", "table"])
 
 SEARCHED = ("differentiable", "evolution", "random")
+PER_TARGET = "differentiable_per_target"  # A search per target; the first is differentiable's.
 LAYERS = "differentiable_layers"  # The differentiable archs, retrained with layer distillation.
+OURS_VARIANTS = (PER_TARGET, LAYERS)
 BASELINES = {"layer_dropped": baselines.layer_dropped, "uniform_width": baselines.uniform_width}
 # CoFi (Xia et al., 2022, Table 2/Fig. 2): points lost vs its BERT-base teacher, GPU speed-ups.
 COFI_BARS = {2.0: 0.5, 3.0: 1.0, 5.0: 2.0}
@@ -104,14 +109,15 @@ def timed(name: str, job: Callable[[], Any]) -> Any:
                           "date": datetime.datetime.now().isoformat(timespec="seconds")}) + "\n")
 
 
-def search_config_for(method: str, table: CostTable):
+def search_config_for(method: str, table: CostTable, index: int | None = None):
+  """`method`'s search config; with `index`, a single search at the index-th target alone."""
   config = search_config.get_config(f"task={_TASK.value},space={table.space.name}")
   config.teacher = _TEACHER.value
   config.data.glue_dir = _GLUE_DIR.value
   config.optim.num_epochs = _SEARCH_EPOCHS.value
   config.latency.table = _TABLE.value
   config.latency.update(**table.runtime.to_dict())
-  first, *others = targets_ms(table)
+  first, *others = targets_ms(table) if index is None else [targets_ms(table)[index]]
   config.latency.target_ms = first
   config.latency.deploy_targets_ms = tuple(others)
   config.search.method = method
@@ -128,8 +134,10 @@ def search_dir(method: str) -> pathlib.Path:
 
 def arch_file(method: str, index: int, table: CostTable) -> pathlib.Path:
   """arch.json of `method` at the index-th target."""
-  if method == LAYERS:
+  if method == LAYERS or (method == PER_TARGET and index == 0):
     return arch_file("differentiable", index, table)
+  if method == PER_TARGET:
+    return search_dir(method) / f"{round(100 * fractions()[index])}" / architecture_search.ARCH_FILE
   if method in SEARCHED:
     root = search_dir(method)
     return (root if index == 0 else architecture_search.target_dir(
@@ -139,15 +147,21 @@ def arch_file(method: str, index: int, table: CostTable) -> pathlib.Path:
 
 def retrain_dir(method: str, index: int, seed: int, table: CostTable) -> pathlib.Path:
   """Where `method`'s arch at the index-th target is retrained with `seed`: that of the first
-  target with the same arch (a family's widest fit can be the same at two targets)."""
+  target with the same arch (a family's widest fit can be the same at two targets); a
+  per-target search's arch that search-once also found shares its retraining (same recipe)."""
   arch = json.loads(arch_file(method, index, table).read_text())["arch"]
+  if method == PER_TARGET:
+    for i in range(len(fractions())):
+      shared = arch_file("differentiable", i, table)
+      if shared.exists() and json.loads(shared.read_text())["arch"] == arch:
+        return retrain_dir("differentiable", i, seed, table)
   index = next(i for i in range(index + 1) if arch_file(method, i, table).exists()
                and json.loads(arch_file(method, i, table).read_text())["arch"] == arch)
   return task_dir() / "retrain" / method / f"{round(100 * fractions()[index])}" / f"seed{seed}"
 
 
 def seeds_of(method: str) -> range:
-  return range(_SEEDS.value if method in (*SEARCHED, LAYERS) else 1)
+  return range(_SEEDS.value if method in (*SEARCHED, *OURS_VARIANTS) else 1)
 
 
 def prepare(method: str, table: CostTable) -> None:
@@ -155,6 +169,12 @@ def prepare(method: str, table: CostTable) -> None:
   if method in SEARCHED:
     timed(f"search/{method}", lambda: architecture_search.search(
         search_config_for(method, table), str(search_dir(method))))
+  elif method == PER_TARGET:
+    for index in range(1, len(fractions())):  # The first target's search is differentiable's.
+      if not arch_file(method, index, table).exists():
+        timed(f"search/{method}", lambda i=index: architecture_search.search(
+            search_config_for("differentiable", table, i),
+            str(arch_file(method, i, table).parent)))
   elif method in BASELINES:
     task = glue.get_task(_TASK.value)
     margin = search_config_for("differentiable", table).latency.margin  # The searches' budget.
@@ -228,14 +248,25 @@ def measure(table: CostTable) -> None:
 
 
 def compute_seconds() -> dict[str, float]:
-  """Wall seconds per method: its search job(s) and all its retrainings."""
+  """Wall seconds per ledger job (`search/<method>`, `retrain/<method>`), resumed runs summed."""
   ledger = task_dir() / "compute.jsonl"
   totals: dict[str, float] = {}
   for line in (ledger.read_text().splitlines() if ledger.exists() else []):
     record = json.loads(line)
-    method = record["job"].split("/")[1]
-    totals[method] = totals.get(method, 0.0) + record["seconds"]
+    totals[record["job"]] = totals.get(record["job"], 0.0) + record["seconds"]
   return totals
+
+
+def compute_core_hours() -> dict[str, Any]:
+  """Core-hours per method (its searches and retrainings), and the searches of search-once-
+  deploy-many against one search per target (whose first search is the search-once one)."""
+  hours = {job: s * (machine_facts()["cores"] or 1) / 3600 for job, s in compute_seconds().items()}
+  per_method: dict[str, float] = {}
+  for job, h in hours.items():
+    per_method[job.split("/")[1]] = per_method.get(job.split("/")[1], 0.0) + h
+  once = hours.get("search/differentiable", 0.0)
+  return {"per_method": per_method, "search_once": once,
+          "search_per_target": once + hours.get(f"search/{PER_TARGET}", 0.0)}
 
 
 def _point(method: str, index: int, table: CostTable, times: dict[str, list[float]]
@@ -285,10 +316,12 @@ def report(table: CostTable) -> dict[str, Any]:
       spread = ours["std"]
       verdict["beats_or_ties"] = {m: ours["mean"] >= p["mean"] - spread
                                   for m, p in points.items()
-                                  if m not in ("differentiable", LAYERS)
+                                  if m not in ("differentiable", *OURS_VARIANTS)
                                   and p["mean"] is not None}
       if points.get(LAYERS) and points[LAYERS]["mean"] is not None:
         verdict["layer_distillation_gain"] = points[LAYERS]["mean"] - ours["mean"]
+      if points.get(PER_TARGET) and points[PER_TARGET]["mean"] is not None:
+        verdict["per_target_search_gain"] = points[PER_TARGET]["mean"] - ours["mean"]
       verdict["points_below_teacher"] = teacher_metric - ours["mean"]
       verdict["cofi_bar"] = COFI_BARS.get(round(1 / fraction))
       if verdict["cofi_bar"] is not None:
@@ -309,13 +342,12 @@ def report(table: CostTable) -> dict[str, Any]:
       "table": _TABLE.value, "search_epochs": _SEARCH_EPOCHS.value,
       "retrain_epochs": _RETRAIN_EPOCHS.value, "num_evaluations": _EVALUATIONS.value,
       "eval_examples": _EVAL_EXAMPLES.value,
-      "compute_core_hours": {m: s * (machine_facts()["cores"] or 1) / 3600
-                             for m, s in compute_seconds().items()},
+      "compute_core_hours": compute_core_hours(),
       "targets": targets}
 
 
 STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 90),
-          "evolution": ("P", "tab:purple", 70),
+          PER_TARGET: ("X", "tab:brown", 60), "evolution": ("P", "tab:purple", 70),
           "random": ("o", "0.5", 40), "layer_dropped": ("v", "tab:blue", 50),
           "uniform_width": ("s", "tab:green", 45)}
 
@@ -369,8 +401,11 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
            f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
            "every arch retrained "
            f"{result['retrain_epochs']:g} epochs on all train data, logits distillation",
-           f"- compute (core-hours, wall x cores): " + ", ".join(
-               f"{m} {h:.2f}" for m, h in result["compute_core_hours"].items()), "",
+           "- compute (core-hours, wall x cores; searches and retrainings): " + ", ".join(
+               f"{m} {h:.2f}" for m, h in result["compute_core_hours"]["per_method"].items()),
+           f"- searches for all {len(result['targets'])} targets: search once, deploy many "
+           f"{result['compute_core_hours']['search_once']:.2f} core-h; one search per target "
+           f"{result['compute_core_hours']['search_per_target']:.2f} core-h", "",
            "| target | method | arch (layers, hidden, heads, FFN) | predicted ms | measured ms | "
            "x base | x BERT-base | dev (mean +- std, seeds) | before retraining |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -386,13 +421,15 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
           f"{_fmt(p['mean'])} +- {p['std']:.2f} ({len(p['runs'])}) | "
           f"{_fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
   lines += ["", "| target | points below teacher (ours) | CoFi bar | within | layer "
-            "distillation gain | ours >= others (within ours' std) |", "|---|---|---|---|---|---|"]
+            "distillation gain | search-per-target gain | ours >= others (within ours' std) |",
+            "|---|---|---|---|---|---|---|"]
   for target in result["targets"]:
     v = target["verdict"]
     if v:
       lines.append(f"| {target['speedup_target']:.0f}x | {v['points_below_teacher']:.2f} | "
                    f"{_fmt(v['cofi_bar'])} | {v.get('within_cofi_bar', 'n/a')} | "
-                   f"{_fmt(v.get('layer_distillation_gain'), '+.2f')} | " + ", ".join(
+                   f"{_fmt(v.get('layer_distillation_gain'), '+.2f')} | "
+                   f"{_fmt(v.get('per_target_search_gain'), '+.2f')} | " + ", ".join(
                        f"{m}: {'yes' if ok else 'NO'}" for m, ok in v["beats_or_ties"].items())
                    + " |")
   lines += ["", f"![frontier]({path.with_suffix('.png').name})", ""]

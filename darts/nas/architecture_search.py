@@ -418,16 +418,27 @@ def make_selector(config: ml_collections.ConfigDict, workdir: pathlib.Path, mode
   def selected(target_ms: float):
     budget_ms = target_ms * (1.0 - margin)
     start = time.perf_counter()
+    counter = progress.Counter(settings.num_evaluations,
+                               f"{config.search.method} search at {target_ms:.2f} ms "
+                               "(distinct subnets evaluated)")
+    losses: dict[search_space.Arch, float] = {}
+
+    def counted(arch: search_space.Arch) -> float:  # Progress: a budget takes minutes.
+      losses[arch] = fitness(arch)
+      counter.update(len(losses), f"best held-out loss {min(losses.values()):.4f}")
+      return losses[arch]
+
     if config.search.method == "evolution":
       best, records = evolution.evolve(
-          fitness, space, table.predict_ms, budget_ms,
+          counted, space, table.predict_ms, budget_ms,
           evolution.EvolutionSettings(
               num_evaluations=settings.num_evaluations, population=settings.population,
               parents=settings.parents, mutation_share=settings.mutation_share,
               mutation_prob=settings.mutation_prob), config.seed)
     else:
-      best, records = evolution.random_search(fitness, space, table.predict_ms, budget_ms,
+      best, records = evolution.random_search(counted, space, table.predict_ms, budget_ms,
                                               settings.num_evaluations, config.seed)
+    counter.update(len(losses), f"best held-out loss {best.fitness:.4f}", final=True)
     logging.info("%s search at %.2f ms: %d subnets evaluated on %d held-out examples; best "
                  "loss %.4f at %.2f ms predicted.", config.search.method, target_ms,
                  len(records), len(held_out), best.fitness, best.predicted_ms)

@@ -74,19 +74,38 @@ class ProgressLogger:
     self.window_time += time.perf_counter() - start
 
 
+class Counter:
+  """Logs "`what`: done/total, elapsed, ETA" every `every_seconds` and when done reaches total.
+
+  For phases with no step loop of their own, whose items come one by one (`logged`) or from a
+  callback (fitness evaluations in an evolutionary search).
+  """
+
+  def __init__(self, total: int, what: str, every_seconds: float = LOG_EVERY_SECONDS):
+    self.total, self.what, self.every_seconds = total, what, every_seconds
+    self.start = self.last = time.perf_counter()
+    self.shown = 0  # `done` of the last line logged.
+    logging.info("%s: %d to do.", what, total)
+
+  def update(self, done: int, note: str = "", final: bool = False) -> None:
+    """Logs if due; `final` (the work ended, maybe short of `total`) logs what is not shown."""
+    now = time.perf_counter()
+    if (now - self.last >= self.every_seconds or done == self.total
+        or (final and done != self.shown)):
+      self.last, self.shown = now, done
+      logging.info("%s: %d/%d (%.0f%%)%s, elapsed %s, ETA %s", self.what, done, self.total,
+                   100 * done / max(self.total, 1), f", {note}" if note else "",
+                   _format_duration(now - self.start),
+                   _format_duration((now - self.start) / max(done, 1) * (self.total - done)))
+
+
 def logged(items: Iterable[T], total: int, what: str,
            every_seconds: float = LOG_EVERY_SECONDS) -> Iterator[T]:
   """Yields `items`, logging "`what`: i/total, elapsed, ETA" every `every_seconds` and at the end.
 
   For phases with no step loop of their own: teacher logits, importance, conversions.
   """
-  start = last = time.perf_counter()
-  logging.info("%s: %d to do.", what, total)
+  counter = Counter(total, what, every_seconds)
   for done, item in enumerate(items, 1):
     yield item
-    now = time.perf_counter()
-    if now - last >= every_seconds or done == total:
-      last = now
-      logging.info("%s: %d/%d (%.0f%%), elapsed %s, ETA %s", what, done, total,
-                   100 * done / max(total, 1), _format_duration(now - start),
-                   _format_duration((now - start) / done * (total - done)))
+    counter.update(done)

@@ -1,6 +1,7 @@
 """The search job end to end on the tiny space: outputs, bad input, exact resume after SIGKILL."""
 
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -210,12 +211,16 @@ def test_search_once_deploy_many(runlocal_config, setup, tmp_path):
     assert subnet.bert.config.num_heads == tuple(result["arch"]["heads"])
 
 
-def test_evolution_and_random_search_share_one_supernet(runlocal_config, tmp_path):
+def test_evolution_and_random_search_share_one_supernet(runlocal_config, tmp_path, caplog):
   config = runlocal_config()
   config.search.method = "evolution"
-  evolved = architecture_search.search(config, str(tmp_path / "evolution"))
+  with caplog.at_level(logging.INFO, logger="absl"):
+    evolved = architecture_search.search(config, str(tmp_path / "evolution"))
   budget = evolved["budget_ms"]
   assert 0 < len(evolved["evaluations"]) <= config.search.evolution.num_evaluations
+  # Progress of the selection (minutes on a real budget), up to the last distinct subnet.
+  assert (f"(distinct subnets evaluated): {len(evolved['evaluations'])}/"
+          f"{config.search.evolution.num_evaluations}") in caplog.text
   assert all(e["predicted_ms"] <= budget + 1e-9 for e in evolved["evaluations"])
   assert evolved["held_out_loss"] == min(e["held_out_loss"] for e in evolved["evaluations"])
   assert _arch_of(evolved) == search_space.Arch(
