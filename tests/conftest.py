@@ -30,16 +30,23 @@ def minilm_dir() -> pathlib.Path:
 def cpu_hogs():
   """Starts busy processes: `cpu_hogs(count, delay=0, seconds=60, core=None)` starts `count`,
   each busy from `delay` s on (pinned to `core` if given) and ending by itself `seconds` later,
-  so bounded even if the test dies; all are killed when the test ends."""
+  so bounded even if the test dies; all are killed when the test ends. Without a delay it
+  returns once every hog is busy: an interpreter's start-up on a loaded 2-core VM can outlast
+  a short timing, which then sees no hog at all (a flake)."""
   started = []
 
   def start(count: int = 1, delay: float = 0.0, seconds: float = 60.0,
             core: int | None = None) -> list[subprocess.Popen]:
     pin = "" if core is None else f"os.sched_setaffinity(0, {{{core}}})\n"
     code = (f"import os, time\n{pin}time.sleep({delay})\nend = time.time() + {seconds}\n"
-            "while time.time() < end: pass")
-    started.extend(subprocess.Popen([sys.executable, "-c", code]) for _ in range(count))
-    return started[-count:]
+            "print('busy', flush=True)\nwhile time.time() < end: pass")
+    hogs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+            for _ in range(count)]
+    started.extend(hogs)
+    if not delay:
+      for hog in hogs:
+        assert hog.stdout.readline().strip() == "busy", "a CPU hog did not start"
+    return hogs
 
   yield start
   for hog in started:
