@@ -149,15 +149,18 @@ def retrain_dir(method: str, index: int, seed: int, table: CostTable) -> pathlib
   """Where `method`'s arch at the index-th target is retrained with `seed`: that of the first
   target with the same arch (a family's widest fit can be the same at two targets); a
   per-target search's arch that search-once also found shares its retraining (same recipe)."""
-  arch = json.loads(arch_file(method, index, table).read_text())["arch"]
+  arch = _arch_at(method, index, table)
   if method == PER_TARGET:
     for i in range(len(fractions())):
-      shared = arch_file("differentiable", i, table)
-      if shared.exists() and json.loads(shared.read_text())["arch"] == arch:
+      if _arch_at("differentiable", i, table) == arch:
         return retrain_dir("differentiable", i, seed, table)
-  index = next(i for i in range(index + 1) if arch_file(method, i, table).exists()
-               and json.loads(arch_file(method, i, table).read_text())["arch"] == arch)
+  index = next(i for i in range(index + 1) if _arch_at(method, i, table) == arch)
   return task_dir() / "retrain" / method / f"{round(100 * fractions()[index])}" / f"seed{seed}"
+
+
+def _arch_at(method: str, index: int, table: CostTable) -> dict[str, Any] | None:
+  path = arch_file(method, index, table)
+  return json.loads(path.read_text())["arch"] if path.exists() else None
 
 
 def seeds_of(method: str) -> range:
@@ -263,7 +266,8 @@ def compute_core_hours() -> dict[str, Any]:
   hours = {job: s * (machine_facts()["cores"] or 1) / 3600 for job, s in compute_seconds().items()}
   per_method: dict[str, float] = {}
   for job, h in hours.items():
-    per_method[job.split("/")[1]] = per_method.get(job.split("/")[1], 0.0) + h
+    method = job.split("/")[1]
+    per_method[method] = per_method.get(method, 0.0) + h
   once = hours.get("search/differentiable", 0.0)
   others = hours.get(f"search/{PER_TARGET}")  # None: the per-target searches have not run.
   return {"per_method": per_method, "search_once": once,
