@@ -14,6 +14,9 @@ each, on the same teacher and table:
   evolution       HAT: a supernet trained with uniformly sampled subnets, then evolution on
                   held-out loss under each budget (search.method=evolution);
   random          random search with the same budget, on the evolution job's supernet;
+  differentiable_selected  differentiable's search, its archs selected by held-out loss on its own
+                  supernet instead of discretized (search.selection=held_out_loss: evolution
+                  with the same budget, from the discretized arch and the learned distribution);
   differentiable_per_target  one bilevel search per target (the first is differentiable's own),
                   against which search-once-deploy-many is compared on quality and compute;
   layer_dropped   the base's top layers dropped; uniform_width: every width shrunk alike
@@ -59,8 +62,8 @@ _GLUE_DIR = flags.DEFINE_string("glue_dir", "", "GLUE files.")
 _FRACTIONS = flags.DEFINE_list("fractions", ["0.5", "0.333", "0.2"],
                                "Targets, x the table's base; the first is the searched one.")
 _METHODS = flags.DEFINE_list("methods", ["differentiable", "layer_dropped", "uniform_width",
-                                         "evolution", "random", "differentiable_per_target",
-                                         "differentiable_layers"],
+                                         "evolution", "random", "differentiable_selected",
+                                         "differentiable_per_target", "differentiable_layers"],
                              "Methods to run or report.")
 _LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
                                    "differentiable_layers: distill.hidden_weight, "
@@ -76,10 +79,11 @@ _PHASE = flags.DEFINE_enum("phase", "train", ["train", "measure", "report"], "Wh
 _OUT = flags.DEFINE_string("out", "bench/results/frontier", "Result directory.")
 flags.mark_flags_as_required(["workdir", "teacher", "table"])
 
-SEARCHED = ("differentiable", "evolution", "random")
+SELECTED = "differentiable_selected"  # differentiable's supernet, selection by held-out loss.
+SEARCHED = ("differentiable", "evolution", "random", SELECTED)
 PER_TARGET = "differentiable_per_target"  # A search per target; the first is differentiable's.
 LAYERS = "differentiable_layers"  # The differentiable archs, retrained with layer distillation.
-OURS_VARIANTS = (PER_TARGET, LAYERS)
+OURS_VARIANTS = (PER_TARGET, LAYERS, SELECTED)
 BASELINES = {"layer_dropped": baselines.layer_dropped, "uniform_width": baselines.uniform_width}
 # CoFi (Xia et al., 2022, Table 2/Fig. 2): points lost vs its BERT-base teacher, GPU speed-ups.
 COFI_BARS = {2.0: 0.5, 3.0: 1.0, 5.0: 2.0}
@@ -120,11 +124,14 @@ def search_config_for(method: str, table: CostTable, index: int | None = None):
   first, *others = targets_ms(table) if index is None else [targets_ms(table)[index]]
   config.latency.target_ms = first
   config.latency.deploy_targets_ms = tuple(others)
-  config.search.method = method
+  config.search.method = "differentiable" if method == SELECTED else method
   config.search.evolution.num_evaluations = _EVALUATIONS.value
   config.search.evolution.eval_examples = _EVAL_EXAMPLES.value
   if method == "random":
     config.search.supernet_from = str(search_dir("evolution"))
+  if method == SELECTED:
+    config.search.selection = "held_out_loss"
+    config.search.supernet_from = str(search_dir("differentiable"))
   return config
 
 
@@ -248,8 +255,6 @@ def measure(table: CostTable) -> None:
       "rounds": _ROUNDS.value, "units": "table (against the table's reference block)"})
 
 
-
-
 def compute_seconds() -> dict[str, float]:
   """Wall seconds per ledger job (`search/<method>`, `retrain/<method>`), resumed runs summed."""
   ledger = task_dir() / "compute.jsonl"
@@ -318,15 +323,18 @@ def report(table: CostTable) -> dict[str, Any]:
     ours = points.get("differentiable")
     verdict = {}
     if ours and ours["mean"] is not None:
-      spread = ours["std"]
-      verdict["beats_or_ties"] = {m: ours["mean"] >= p["mean"] - spread
-                                  for m, p in points.items()
-                                  if m not in ("differentiable", *OURS_VARIANTS)
-                                  and p["mean"] is not None}
-      if points.get(LAYERS) and points[LAYERS]["mean"] is not None:
-        verdict["layer_distillation_gain"] = points[LAYERS]["mean"] - ours["mean"]
-      if index and points.get(PER_TARGET) and points[PER_TARGET]["mean"] is not None:
-        verdict["per_target_search_gain"] = points[PER_TARGET]["mean"] - ours["mean"]
+      # Whether each of ours (discretized, selected) is >= every other method within its std.
+      verdict["beats_or_ties"] = {
+          mine: {m: points[mine]["mean"] >= p["mean"] - points[mine]["std"]
+                 for m, p in points.items()
+                 if m not in ("differentiable", *OURS_VARIANTS) and p["mean"] is not None}
+          for mine in ("differentiable", SELECTED)
+          if points.get(mine) and points[mine]["mean"] is not None}
+      gains = {"layer_distillation_gain": LAYERS, "held_out_selection_gain": SELECTED,
+               **({"per_target_search_gain": PER_TARGET} if index else {})}
+      for name, variant in gains.items():
+        if points.get(variant) and points[variant]["mean"] is not None:
+          verdict[name] = points[variant]["mean"] - ours["mean"]
       verdict["points_below_teacher"] = teacher_metric - ours["mean"]
       verdict["cofi_bar"] = COFI_BARS.get(round(1 / fraction))
       if verdict["cofi_bar"] is not None:
@@ -352,7 +360,8 @@ def report(table: CostTable) -> dict[str, Any]:
 
 
 STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 90),
-          PER_TARGET: ("X", "tab:brown", 60), "evolution": ("P", "tab:purple", 70),
+          PER_TARGET: ("X", "tab:brown", 60), SELECTED: ("*", "tab:pink", 110),
+          "evolution": ("P", "tab:purple", 70),
           "random": ("o", "0.5", 40), "layer_dropped": ("v", "tab:blue", 50),
           "uniform_width": ("s", "tab:green", 45)}
 
@@ -427,17 +436,20 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
           f"{_fmt(p['mean'])} +- {p['std']:.2f} ({len(p['runs'])}) | "
           f"{_fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
   lines += ["", "| target | points below teacher (ours) | CoFi bar | within | layer "
-            "distillation gain | search-per-target gain | ours >= others (within ours' std) |",
-            "|---|---|---|---|---|---|---|"]
+            "distillation gain | held-out selection gain | search-per-target gain | ours >= "
+            "others (within ours' std) | selected >= others |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  beats = lambda v, mine: ", ".join(f"{m}: {'yes' if ok else 'NO'}"
+                                    for m, ok in v["beats_or_ties"].get(mine, {}).items())
   for target in result["targets"]:
     v = target["verdict"]
     if v:
       lines.append(f"| {target['speedup_target']:.0f}x | {v['points_below_teacher']:.2f} | "
                    f"{_fmt(v['cofi_bar'])} | {v.get('within_cofi_bar', 'n/a')} | "
-                   f"{_fmt(v.get('layer_distillation_gain'), '+.2f')} | "
-                   f"{_fmt(v.get('per_target_search_gain'), '+.2f')} | " + ", ".join(
-                       f"{m}: {'yes' if ok else 'NO'}" for m, ok in v["beats_or_ties"].items())
-                   + " |")
+                   + " | ".join(_fmt(v.get(gain), "+.2f") for gain in (
+                       "layer_distillation_gain", "held_out_selection_gain",
+                       "per_target_search_gain"))
+                   + f" | {beats(v, 'differentiable')} | {beats(v, SELECTED) or 'n/a'} |")
   lines += ["", f"![frontier]({path.with_suffix('.png').name})", ""]
   path.write_text("\n".join(lines))
 

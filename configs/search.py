@@ -49,8 +49,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # differentiable (ours) | evolution (HAT) | random: the last two train the supernet with one
   # uniformly sampled subnet per step, then pick subnets by held-out loss under the budget.
   config.search.method = "differentiable"
-  # evolution/random: a finished evolution/random search WORKDIR whose trained supernet is
-  # reused as it is (same data, optim, distill, seed): one supernet, several methods.
+  # differentiable: how the arch of each target comes out of the search. discretize: the most
+  # probable arch, widened to the budget (darts.nas.discretize). held_out_loss: evolution on the
+  # search's own supernet by held-out loss (search.evolution settings), its population started
+  # from the discretized arch and draws from the learned distribution. (On MRPC the supernet
+  # ranked subnets far better than the architecture probabilities: bench/README.md.)
+  config.search.selection = "discretize"
+  # A finished search WORKDIR whose trained supernet is reused as it is: evolution/random reuse
+  # an evolution/random one (same data, optim, distill, seed: one supernet, several methods);
+  # differentiable reuses a differentiable one of the same config, to select differently.
   config.search.supernet_from = ""
   config.search.evolution = ml_collections.ConfigDict()
   config.search.evolution.num_evaluations = 200  # The budget: distinct subnets evaluated.

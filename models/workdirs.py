@@ -34,6 +34,10 @@ from models import files
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 FRESH_RUN_PREFIX = "run_"
+# Config keys added after workdirs were written with the config, each with the value that keeps
+# the old behaviour: a manifest without the key matches a config with that value (old workdirs
+# resume), and any other value is a difference like any other.
+ADDED_KEYS = {"search.selection": "discretize"}
 NEW_RUN_HINT = ("pass --new_run to start a fresh run in a new subdirectory of it (nothing is "
                 "deleted), or use another --workdir")
 
@@ -103,7 +107,8 @@ def claim(workdir: pathlib.Path, job: str, fields: Mapping[str, Any],
   recorded = read_manifest(path)
   wanted = {"job": job, "fields": dict(fields)}
   if recorded is not None and has_results:
-    diff = differences({"job": recorded.get("job"), **_prefixed(recorded.get("fields", {}))},
+    diff = differences({"job": recorded.get("job"),
+                        **_prefixed(_with_added_keys(recorded.get("fields", {}), fields))},
                        {"job": job, **_prefixed(fields)})
     _refuse_if(diff, workdir)
   wanted["inputs"] = dict(inputs())
@@ -133,7 +138,8 @@ def check_parts(workdir: pathlib.Path, job: str, wanted: Mapping[str, Mapping[st
   diff = differences({"job": recorded.get("job")}, {"job": job})
   for part, fields in recorded.get("parts", {}).items():
     if part in wanted and has_results(part):
-      diff += differences(_prefixed(fields, part), _prefixed(wanted[part], part))
+      diff += differences(_prefixed(_with_added_keys(fields, wanted[part]), part),
+                          _prefixed(wanted[part], part))
   _refuse_if(diff, workdir)
 
 
@@ -145,6 +151,12 @@ def record_part(workdir: pathlib.Path, job: str, part: str, fields: Mapping[str,
     manifest["parts"][part] = dict(fields)
     manifest["command"] = command_line()
     files.write_json_atomically(path, manifest)
+
+
+def _with_added_keys(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+  """`recorded` fields plus, at their old-behaviour value, the `ADDED_KEYS` it predates."""
+  return {**{key: value for key, value in ADDED_KEYS.items()
+             if key in wanted and key not in recorded}, **recorded}
 
 
 def _prefixed(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -3,6 +3,9 @@
   fine-tuned teacher -> supernet (the teacher's weights, heads/FFN units reordered by importance)
   -> bilevel search (weights on train, architecture on held-out, latency penalty from the cost
   table) -> most probable arch, repaired to the latency target -> WORKDIR/subnet + arch.json
+With search.selection=held_out_loss, evolution on the trained supernet's held-out loss picks the
+arch instead, starting from that one and the learned distribution; search.method=evolution or
+random train the supernet with uniformly sampled subnets and select by held-out loss alone.
 
 Resumes from WORKDIR/checkpoints; arch.json is written last and atomically, so its presence means
 the search finished.
@@ -165,9 +168,14 @@ def _truncate_history(history: pathlib.Path, last_step: int) -> None:
 
 # Config keys that locate inputs the run manifest hashes instead (a moved file is the same input).
 _INPUT_PATHS = ("data.glue_dir", "teacher", "latency.table", "search.supernet_from")
-# What a supernet trained by another search must share with this one to be reused as it is.
+# What a supernet trained by another search must share with this one to be reused as it is;
+# a differentiable one also its architecture distribution's settings.
 _SUPERNET_KEYS = ("seed", "compute_dtype", "space", "data", "optim", "distill",
                   "search.importance_batches")
+_DISTRIBUTION_KEYS = ("latency", "arch_optim", "search.relaxation", "search.tau_start",
+                      "search.tau_end", "search.second_order", "search.arch_warmup_fraction")
+_DEPLOYMENT_KEYS = ("latency.deploy_targets_ms",)  # Read after the search: free to differ.
+SELECTIONS = ("discretize", "held_out_loss")
 
 
 def check_method(config: ml_collections.ConfigDict) -> None:
@@ -175,25 +183,30 @@ def check_method(config: ml_collections.ConfigDict) -> None:
   if config.search.method not in METHODS:
     raise ValueError(f"Unknown --config.search.method={config.search.method!r}; expected one of "
                      f"{METHODS}.")
+  if config.search.selection not in SELECTIONS:
+    raise ValueError(f"Unknown --config.search.selection={config.search.selection!r}; expected "
+                     f"one of {SELECTIONS}.")
   source = config.search.supernet_from
   if not source:
     return
-  if config.search.method == "differentiable":
-    raise ValueError("--config.search.supernet_from reuses a supernet trained with sampled "
-                     "subnets: it needs --config.search.method=evolution or random.")
+  differentiable = config.search.method == "differentiable"
   arch_file = pathlib.Path(source) / ARCH_FILE
   if not arch_file.exists():
     raise ValueError(f"--config.search.supernet_from={source}: no {ARCH_FILE} there; it must "
-                     "be a finished evolution or random search.")
+                     "be a finished search.")
   recorded = ml_collections.ConfigDict(json.loads(arch_file.read_text())["config"])
-  if recorded.search.method not in evolution.METHODS:
-    raise ValueError(f"--config.search.supernet_from={source} is a {recorded.search.method} "
-                     "search; its supernet was not trained with sampled subnets.")
+  if (recorded.search.method == "differentiable") != differentiable:
+    raise ValueError(
+        f"--config.search.supernet_from={source} was searched with method "
+        f"{recorded.search.method!r}; method {config.search.method!r} reuses "
+        + ("a differentiable search's supernet." if differentiable else
+           "a supernet trained with sampled subnets (evolution or random)."))
+  keys = _SUPERNET_KEYS + (_DISTRIBUTION_KEYS if differentiable else ())
   mine = workdirs.config_fields(config, exclude=_INPUT_PATHS)
   theirs = workdirs.config_fields(recorded, exclude=_INPUT_PATHS)
   differ = sorted(key for key in set(mine) | set(theirs)
-                  if any(key == k or key.startswith(k + ".") for k in _SUPERNET_KEYS)
-                  and mine.get(key) != theirs.get(key))
+                  if any(key == k or key.startswith(k + ".") for k in keys)
+                  and key not in _DEPLOYMENT_KEYS and mine.get(key) != theirs.get(key))
   if differ:
     raise ValueError(f"--config.search.supernet_from={source} was trained with other values of "
                      + ", ".join(f"{k} ({theirs.get(k)} there, {mine.get(k)} here)"
@@ -394,33 +407,38 @@ def make_fitness(model, space: search_space.SearchSpace, dataset: batching.Encod
 def make_selector(config: ml_collections.ConfigDict, workdir: pathlib.Path, model,
                   space: search_space.SearchSpace, table: table_lib.CostTable, data: SearchData,
                   probs: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> Selector:
-  """target_ms -> (arch, how it was chosen), by the configured method."""
+  """target_ms -> (arch, how it was chosen), by the configured method and selection."""
   margin = config.latency.margin
-  if config.search.method == "differentiable":
+  method = config.search.method
 
-    def discretized(target_ms: float):
-      arch, steps = discretize.discretize(probs, space, table.predict_ms, target_ms,
-                                          margin=margin, fill=config.latency.fill_budget)
-      for line in steps:
-        logging.info("Discretization (%.2f ms): %s", target_ms, line)
-      most_probable = discretize.most_probable_arch(probs, space)
-      return arch, {"discretization_steps": steps,
-                    "most_probable_arch": dataclasses.asdict(most_probable),
-                    "most_probable_predicted_ms": table.predict_ms(most_probable),
-                    "probabilities": {k: v.tolist() for k, v in probs.items()}}
+  def discretized(target_ms: float):
+    arch, steps = discretize.discretize(probs, space, table.predict_ms, target_ms,
+                                        margin=margin, fill=config.latency.fill_budget)
+    for line in steps:
+      logging.info("Discretization (%.2f ms): %s", target_ms, line)
+    most_probable = discretize.most_probable_arch(probs, space)
+    return arch, {"discretization_steps": steps,
+                  "most_probable_arch": dataclasses.asdict(most_probable),
+                  "most_probable_predicted_ms": table.predict_ms(most_probable),
+                  "probabilities": {k: v.tolist() for k, v in probs.items()}}
 
+  if method == "differentiable" and config.search.selection == "discretize":
     return discretized
 
   settings = config.search.evolution
   held_out = batching.head(data.held_out, settings.eval_examples)
   fitness = make_fitness(model, space, held_out, config, mesh, workdir / FITNESS_FILE)
+  evolution_settings = evolution.EvolutionSettings(
+      num_evaluations=settings.num_evaluations, population=settings.population,
+      parents=settings.parents, mutation_share=settings.mutation_share,
+      mutation_prob=settings.mutation_prob)
 
   def selected(target_ms: float):
     budget_ms = target_ms * (1.0 - margin)
     start = time.perf_counter()
+    name = "held-out selection" if method == "differentiable" else f"{method} search"
     counter = progress.Counter(settings.num_evaluations,
-                               f"{config.search.method} search at {target_ms:.2f} ms "
-                               "(distinct subnets evaluated)")
+                               f"{name} at {target_ms:.2f} ms (distinct subnets evaluated)")
     losses: dict[search_space.Arch, float] = {}
 
     def counted(arch: search_space.Arch) -> float:  # Progress: a budget takes minutes.
@@ -428,22 +446,26 @@ def make_selector(config: ml_collections.ConfigDict, workdir: pathlib.Path, mode
       counter.update(len(losses), f"best held-out loss {min(losses.values()):.4f}")
       return losses[arch]
 
-    if config.search.method == "evolution":
+    info = {}
+    if method == "differentiable":  # Evolution from the search's discretized arch and its
+      start_arch, info = discretized(target_ms)  # distribution, on its own supernet.
       best, records = evolution.evolve(
-          counted, space, table.predict_ms, budget_ms,
-          evolution.EvolutionSettings(
-              num_evaluations=settings.num_evaluations, population=settings.population,
-              parents=settings.parents, mutation_share=settings.mutation_share,
-              mutation_prob=settings.mutation_prob), config.seed)
+          counted, space, table.predict_ms, budget_ms, evolution_settings, config.seed,
+          initial=(start_arch,), sample=functools.partial(discretize.sample_arch, probs, space))
+      info.update(discretized_arch=dataclasses.asdict(start_arch),
+                  discretized_held_out_loss=fitness(start_arch))
+    elif method == "evolution":
+      best, records = evolution.evolve(counted, space, table.predict_ms, budget_ms,
+                                       evolution_settings, config.seed)
     else:
       best, records = evolution.random_search(counted, space, table.predict_ms, budget_ms,
                                               settings.num_evaluations, config.seed)
     counter.update(len(losses), f"best held-out loss {best.fitness:.4f}", final=True)
-    logging.info("%s search at %.2f ms: %d subnets evaluated on %d held-out examples; best "
-                 "loss %.4f at %.2f ms predicted.", config.search.method, target_ms,
-                 len(records), len(held_out), best.fitness, best.predicted_ms)
+    logging.info("%s at %.2f ms: %d subnets evaluated on %d held-out examples; best loss %.4f "
+                 "at %.2f ms predicted.", name, target_ms, len(records), len(held_out),
+                 best.fitness, best.predicted_ms)
     return best.arch, {
-        "held_out_loss": best.fitness, "fitness_examples": len(held_out),
+        **info, "held_out_loss": best.fitness, "fitness_examples": len(held_out),
         "selection_seconds": time.perf_counter() - start,
         "evaluations": [{"arch": dataclasses.asdict(r.arch), "held_out_loss": r.fitness,
                          "predicted_ms": r.predicted_ms, "generation": r.generation}

@@ -26,6 +26,21 @@ def most_probable_arch(probs: dict[str, np.ndarray], space: SearchSpace,
               ffn=tuple(space.ffn_choices[int(np.argmax(r))] for r in probs["ffn"][:depth]))
 
 
+def sample_arch(probs: dict[str, np.ndarray], space: SearchSpace,
+                rng: np.random.Generator) -> Arch:
+  """An arch drawn from the searched distribution: every decision independently by its
+  probabilities (the layers beyond the drawn depth are dropped)."""
+
+  def draw(row: np.ndarray, choices: tuple[int, ...]) -> int:
+    p = np.asarray(row, np.float64)
+    return int(choices[rng.choice(len(choices), p=p / p.sum())])
+
+  depth = draw(probs["depth"], space.depth_choices)
+  return Arch(num_layers=depth, hidden_size=draw(probs["hidden"], space.hidden_choices),
+              heads=tuple(draw(r, space.head_choices) for r in probs["heads"][:depth]),
+              ffn=tuple(draw(r, space.ffn_choices) for r in probs["ffn"][:depth]))
+
+
 def _log_prob(row: np.ndarray, choices: tuple[int, ...], value: int) -> float:
   return float(np.log(max(row[choices.index(value)], _FLOOR)))
 

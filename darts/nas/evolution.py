@@ -8,13 +8,16 @@ the search stops when the budget is spent or no unevaluated architecture fits an
 Evolution (Wang et al., 2020, "HAT", Algorithm 1): a population of random archs under the
 budget; each generation keeps the `parents` fittest and breeds children by mutation (each
 decision redrawn with `mutation_prob`) and crossover (each decision taken from one of two
-parents), every child redrawn until it fits the budget.
+parents), every child redrawn until it fits the budget. The initial population can be seeded
+(`initial`) and drawn from another distribution than the uniform one (`sample`): the
+differentiable search's held-out selection starts from its discretized arch and draws the rest
+from its learned architecture distribution.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -126,13 +129,26 @@ def random_search(fitness: Fitness, space: SearchSpace, predict_ms: Predict, bud
 
 
 def evolve(fitness: Fitness, space: SearchSpace, predict_ms: Predict, budget_ms: float,
-           settings: EvolutionSettings, seed: int) -> tuple[Record, list[Record]]:
-  """HAT's evolutionary search (module doc); returns (best, every evaluation in order)."""
+           settings: EvolutionSettings, seed: int, initial: Sequence[Arch] = (),
+           sample: Optional[Callable[[np.random.Generator], Arch]] = None
+           ) -> tuple[Record, list[Record]]:
+  """HAT's evolutionary search (module doc); returns (best, every evaluation in order).
+
+  Args:
+    initial: archs that start the population (those over the budget are skipped).
+    sample: draws the rest of the initial population (default: uniform per decision); where it
+      finds no new arch under the budget in `max_draws` draws, uniform draws take over.
+  """
   rng = np.random.default_rng(seed)
   budget = _Budget(fitness, predict_ms, settings.num_evaluations)
-  population = []
+  fitting = [arch for arch in dict.fromkeys(initial) if predict_ms(arch) <= budget_ms]
+  population = [budget.evaluate(arch, 0)
+                for arch in fitting[:min(settings.population, settings.num_evaluations)]]
+  draw = sample or space.random_arch
   while len(population) < settings.population and not budget.spent:
-    arch = _draw_new(lambda: space.random_arch(rng), budget, budget_ms, settings.max_draws)
+    arch = _draw_new(lambda: draw(rng), budget, budget_ms, settings.max_draws)
+    if arch is None and sample is not None:  # Nothing new under the budget from `sample`.
+      arch = _draw_new(lambda: space.random_arch(rng), budget, budget_ms, settings.max_draws)
     if arch is None:
       break
     population.append(budget.evaluate(arch, 0))

@@ -56,6 +56,23 @@ def test_claim_refuses_other_values_naming_both(tmp_path, snapshot):
   assert snapshot(tmp_path) == before
 
 
+def test_a_key_added_later_matches_old_workdirs_only_at_its_old_behaviour(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.setattr(workdirs, "ADDED_KEYS", {"search.selection": "discretize"})
+  workdirs.claim(tmp_path, "search", FIELDS, no_inputs, has_results=False)  # Written before.
+  workdirs.claim(tmp_path, "search", {**FIELDS, "search.selection": "discretize"}, no_inputs,
+                 has_results=True)
+  with pytest.raises(workdirs.WorkdirMismatchError,
+                     match='search.selection: "discretize" in the workdir, "held_out_loss" now'):
+    workdirs.claim(tmp_path, "search", {**FIELDS, "search.selection": "held_out_loss"},
+                   no_inputs, has_results=True)
+  (tmp_path / "p").mkdir()
+  workdirs.record_part(tmp_path / "p", "pipeline", "search", FIELDS)
+  workdirs.check_parts(tmp_path / "p", "pipeline",
+                       {"search": {**FIELDS, "search.selection": "discretize"}},
+                       has_results=lambda part: True)
+
+
 def test_a_manifest_without_results_is_replaced(tmp_path):
   # A run that failed before its first checkpoint holds nothing to mix.
   workdirs.claim(tmp_path, "train", FIELDS, no_inputs, has_results=False)

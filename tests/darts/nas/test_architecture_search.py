@@ -240,9 +240,32 @@ def test_evolution_and_random_search_share_one_supernet(runlocal_config, tmp_pat
                                                rel=1e-5)
 
 
+def test_held_out_selection_reuses_the_differentiable_supernet(runlocal_config, searched,
+                                                               tmp_path):
+  _, differentiable, discretized = searched
+  config = runlocal_config()
+  config.search.selection = "held_out_loss"
+  config.search.supernet_from = str(differentiable)
+  selected = architecture_search.search(config, str(tmp_path / "selected"))
+  assert selected["train_seconds_this_run"] == 0  # The same supernet and distribution...
+  assert selected["probabilities"] == discretized["probabilities"]
+  evaluations = selected["evaluations"]
+  # ...and evolution from the discretized arch on it, which it can only improve on.
+  assert (_arch_of(evaluations[0]) == search_space.Arch(**selected["discretized_arch"])
+          == _arch_of(discretized))
+  assert selected["discretized_held_out_loss"] == evaluations[0]["held_out_loss"]
+  assert selected["held_out_loss"] == min(e["held_out_loss"] for e in evaluations)
+  assert all(e["predicted_ms"] <= selected["budget_ms"] + 1e-9 for e in evaluations)
+
+  config.search.relaxation = "softmax"  # Another distribution: not the same search.
+  with pytest.raises(ValueError, match=r"search.relaxation \(gumbel there, softmax here\)"):
+    architecture_search.search(config, str(tmp_path / "other"))
+
+
 @pytest.mark.parametrize("change,match", [
     ({"search.method": "annealing"}, "Unknown --config.search.method='annealing'"),
-    ({"search.supernet_from": "/nonexistent"}, "needs --config.search.method=evolution"),
+    ({"search.selection": "best"}, "Unknown --config.search.selection='best'"),
+    ({"search.supernet_from": "/nonexistent"}, "no arch.json there"),
     ({"search.method": "random", "search.supernet_from": "/nonexistent"}, "no arch.json there"),
 ])
 def test_bad_search_methods_are_refused(runlocal_config, tmp_path, change, match):
@@ -264,5 +287,5 @@ def test_a_supernet_trained_on_other_data_is_not_reused(runlocal_config, searche
     architecture_search.search(config, str(tmp_path / "random"))
   _, differentiable, _ = searched
   config.search.supernet_from = str(differentiable)
-  with pytest.raises(ValueError, match="is a differentiable search"):
+  with pytest.raises(ValueError, match="searched with method 'differentiable'; method 'random'"):
     architecture_search.search(config, str(tmp_path / "random"))

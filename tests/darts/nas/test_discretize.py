@@ -71,3 +71,15 @@ def test_margin_keeps_the_prediction_under_a_lower_budget():
   assert predict(arch) <= 18.0
   with pytest.raises(ValueError, match="margin"):
     discretize.discretize(probs(), SPACE, predict, target_ms=20.0, margin=1.0)
+
+
+def test_sampled_archs_follow_the_probabilities():
+  rng = np.random.default_rng(0)
+  p = probs(depth=(0.25, 0.75), hidden=(1.0, 0.0), heads=((0.5, 0.5), (0.0, 1.0)))
+  draws = [discretize.sample_arch(p, SPACE, rng) for _ in range(4000)]
+  for arch in draws:
+    arch.validate(SPACE)
+  assert all(a.hidden_size == 32 for a in draws)  # Zero probability: never drawn.
+  assert np.mean([a.num_layers == 2 for a in draws]) == pytest.approx(0.75, abs=0.03)
+  assert all(a.heads[1] == 2 for a in draws if a.num_layers == 2)
+  assert np.mean([a.ffn[0] == 128 for a in draws]) == pytest.approx(0.55, abs=0.03)

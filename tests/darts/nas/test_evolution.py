@@ -72,6 +72,24 @@ def test_a_budget_larger_than_the_feasible_archs_stops_when_all_are_evaluated():
     assert best.fitness == min(loss(r.arch) for r in records)
 
 
+def test_seeded_evolution_starts_from_its_initial_archs_and_sampler():
+  """The differentiable search's held-out selection: its discretized arch first, the rest of the
+  population from its distribution, uniform draws where that distribution has nothing that fits."""
+  settings = evolution.EvolutionSettings(num_evaluations=40, population=10, parents=3)
+  start = Arch(3, SPACE.hidden_choices[0], (SPACE.head_choices[0],) * 3,
+               (SPACE.ffn_choices[0],) * 3)
+  narrow_archs = [Arch(2, h, (SPACE.head_choices[0],) * 2, (f,) * 2)
+                  for h in SPACE.hidden_choices[:2] for f in SPACE.ffn_choices[:3]]
+  narrow = lambda rng: narrow_archs[int(rng.integers(len(narrow_archs)))]
+  best, records = evolution.evolve(loss, SPACE, cost_ms, BUDGET, settings, 0,
+                                   initial=(start, SPACE.largest_arch()), sample=narrow)
+  first = [r.arch for r in records if r.generation == 0]
+  assert first[0] == start and SPACE.largest_arch() not in first  # Over the budget: skipped.
+  assert len(first) == 10 and all(cost_ms(a) <= BUDGET for a in first)
+  assert set(first[1:7]) == set(narrow_archs)  # All of the sampler's, then 3 uniform draws.
+  assert best.fitness <= loss(start) and best.fitness == min(r.fitness for r in records)
+
+
 def test_no_arch_under_the_budget_is_an_error():
   with pytest.raises(ValueError, match="No architecture fits the budget of 0.00 ms"):
     evolution.random_search(loss, SPACE, cost_ms, 0.0, 10, 0, max_draws=50)
