@@ -310,6 +310,17 @@ def _point(method: str, index: int, table: CostTable, times: dict[str, list[floa
   return point
 
 
+def majority_class_metric() -> float | None:
+  """Dev main metric (%) of always predicting the train set's majority class; None for stsb."""
+  task = glue.get_task(_TASK.value)
+  if task.is_regression:
+    return None
+  train, dev = (glue.load_split(task.name, split, _GLUE_DIR.value) for split in ("train", "dev"))
+  values = metrics.majority_class_metrics(task.name, [e.label for e in train],
+                                          [e.label for e in dev])
+  return 100 * values[metrics.main_metric(task.name)]
+
+
 def report(table: CostTable) -> dict[str, Any]:
   latency_file = task_dir() / "latency.json"
   latency = json.loads(latency_file.read_text()) if latency_file.exists() else None
@@ -352,6 +363,7 @@ def report(table: CostTable) -> dict[str, Any]:
       "teacher": {"path": _TEACHER.value, "metric": teacher_metric,
                   "train_examples": teacher_eval["num_train_examples"],
                   "epochs": teacher_eval["epochs"]},
+      "majority_class": majority_class_metric(),
       "table": _TABLE.value, "search_epochs": _SEARCH_EPOCHS.value,
       "retrain_epochs": _RETRAIN_EPOCHS.value, "num_evaluations": _EVALUATIONS.value,
       "eval_examples": _EVAL_EXAMPLES.value,
@@ -386,6 +398,9 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   if result["base_ms"]:
     ax.scatter(result["base_ms"], result["teacher"]["metric"], marker="D", color="black", s=50,
                label="base (teacher)", zorder=3)
+  if result.get("majority_class") is not None:
+    ax.axhline(result["majority_class"], color="0.4", linestyle=":", linewidth=1,
+               label="majority class")
   ax.set(xlabel="measured latency, table units (ms)" if result["base_ms"]
          else "predicted latency (ms; not measured yet)",
          ylabel=f"dev {result['main_metric']} (%)",
@@ -410,7 +425,8 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
            f"- timing: {result['timing']}",
            f"- base {_fmt(result['base_ms'])} ms, BERT-base shape {_fmt(result['bert_base_ms'])} "
            f"ms (random weights, same runtime); teacher {teacher['metric']:.2f} "
-           f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs)",
+           f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs); "
+           f"majority class {_fmt(result.get('majority_class'))}",
            f"- searches: {result['search_epochs']:g} supernet epochs; evolution/random budget "
            f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
            "every arch retrained "

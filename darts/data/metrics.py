@@ -119,6 +119,27 @@ def compute_metrics(task_name: str, predictions, labels) -> dict[str, float]:
   return {name: values[name] for name in task.metric_names}
 
 
+def majority_class_metrics(task_name: str, train_labels, labels) -> dict[str, float]:
+  """The metrics of always predicting the train set's most frequent class (ties: the lowest id).
+
+  The floor a classifier must clear to have learned anything from the text: on the GLUE dev sets,
+  MRPC F1 0.812, RTE accuracy 0.527, CoLA MCC 0.
+
+  Args:
+    task_name: a classification task.
+    train_labels: the train set's class ids, whose most frequent one is predicted.
+    labels: the gold class ids it is scored on.
+
+  Raises:
+    ValueError: a regression task, or the errors of `compute_metrics`.
+  """
+  if glue.get_task(task_name).is_regression:
+    raise ValueError(f"{task_name} is a regression task: it has no majority class.")
+  majority = np.bincount(np.asarray(train_labels)).argmax()
+  labels = np.asarray(labels)
+  return compute_metrics(task_name, np.full_like(labels, majority), labels)
+
+
 def main_metric(task_name: str) -> str:
   """The metric used for model selection and reporting.
 

@@ -97,6 +97,20 @@ def test_accuracy_tasks():
     assert metrics.compute_metrics(task, predictions, labels) == {"accuracy": 0.75}
 
 
+def test_majority_class_metrics():
+  train = [1, 1, 0, 1, 0]  # Majority 1.
+  dev = np.array([1, 0, 0, 1, 1, 0, 0, 0])  # 3 of 8 positive.
+  # All-positive: precision 3/8, recall 1, F1 = 2 * 3/8 / (1 + 3/8) = 6/11.
+  assert metrics.majority_class_metrics("mrpc", train, dev) == {
+      "f1": pytest.approx(6 / 11), "accuracy": pytest.approx(3 / 8),
+      "accuracy_f1_mean": pytest.approx((6 / 11 + 3 / 8) / 2)}
+  assert metrics.majority_class_metrics("rte", [0, 0, 1], dev) == {"accuracy": 5 / 8}
+  assert metrics.majority_class_metrics("cola", train, dev) == {"mcc": 0.0}
+  assert metrics.majority_class_metrics("rte", [0, 1], dev) == {"accuracy": 5 / 8}  # Tie: 0.
+  with pytest.raises(ValueError, match="regression"):
+    metrics.majority_class_metrics("stsb", [1.0], [2.0])
+
+
 def test_every_task_has_its_metrics_and_main_metric():
   expected_main = {"cola": "mcc", "stsb": "pearson", "mrpc": "f1", "qqp": "f1"}
   for name, task in glue.TASKS.items():
