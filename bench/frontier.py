@@ -470,6 +470,47 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   path.write_text("\n".join(lines))
 
 
+def _mean_std(point: dict[str, Any] | None) -> str:
+  if not point or point["mean"] is None:
+    return "n/a"
+  return f"{point['mean']:.2f} +- {point['std']:.2f} ({len(point['runs'])})"
+
+
+def write_summary(out: pathlib.Path) -> None:
+  """out/summary.md: every task report in `out`, one row per target (the README's table)."""
+  lines = ["# Frontier summary: every task in this directory", "",
+           "Dev metric mean +- std (seeds) per target; ours = the differentiable search, "
+           "discretized and with held-out selection; best other = the best of evolution, random, "
+           "layer-drop and uniform width. Speed-ups are measured on each task's own timing (see "
+           "its file).", "",
+           "| task (metric) | teacher | majority class | target | ours, discretized | ours, "
+           "selected | best other | selected - best other | selected: x base, x BERT-base | "
+           "teacher - best of ours | CoFi bar |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for path in sorted(out.glob("*.json")):
+    result = json.loads(path.read_text())
+    for target in result["targets"]:
+      points = target["points"]
+      ours = [points.get(m) for m in ("differentiable", SELECTED)]
+      best_ours = max((p["mean"] for p in ours if p and p["mean"] is not None), default=None)
+      others = {m: p for m, p in points.items()
+                if m not in ("differentiable", *OURS_VARIANTS) and p["mean"] is not None}
+      best = max(others, key=lambda m: others[m]["mean"], default=None)
+      selected = points.get(SELECTED) or {}
+      gap = (selected.get("mean") - others[best]["mean"]
+             if best and selected.get("mean") is not None else None)
+      teacher = result["teacher"]["metric"]
+      lines.append(
+          f"| [{result['task'].upper()}]({path.with_suffix('.md').name}) "
+          f"({result['main_metric']}) | {teacher:.2f} | {_fmt(result.get('majority_class'))} | "
+          f"{target['speedup_target']:.0f}x | {_mean_std(ours[0])} | {_mean_std(ours[1])} | "
+          + (f"{best} {_mean_std(others[best])}" if best else "n/a")
+          + f" | {_fmt(gap, '+.2f')} | {_fmt(selected.get('speedup'))}, "
+          f"{_fmt(selected.get('speedup_vs_bert_base'), '.1f')} | "
+          f"{_fmt(best_ours and teacher - best_ours)} | "
+          f"{_fmt(target['verdict'].get('cofi_bar'), '.1f')} |")
+  (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -487,6 +528,7 @@ def main(argv):
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))
     write_markdown(result, out.with_suffix(".md"))
+    write_summary(out.parent)
     print(out.with_suffix(".md").read_text())
 
 
