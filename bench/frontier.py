@@ -321,6 +321,12 @@ def majority_class_metric() -> float | None:
   return 100 * values[metrics.main_metric(task.name)]
 
 
+def other_methods(points: dict[str, Any]) -> dict[str, Any]:
+  """The points of the methods ours is compared with (not ours or its variants), with a mean."""
+  return {m: p for m, p in points.items()
+          if m not in ("differentiable", *OURS_VARIANTS) and p["mean"] is not None}
+
+
 def report(table: CostTable) -> dict[str, Any]:
   latency_file = task_dir() / "latency.json"
   latency = json.loads(latency_file.read_text()) if latency_file.exists() else None
@@ -337,8 +343,7 @@ def report(table: CostTable) -> dict[str, Any]:
       # Whether each of ours (discretized, selected) is >= every other method within its std.
       verdict["beats_or_ties"] = {
           mine: {m: points[mine]["mean"] >= p["mean"] - points[mine]["std"]
-                 for m, p in points.items()
-                 if m not in ("differentiable", *OURS_VARIANTS) and p["mean"] is not None}
+                 for m, p in other_methods(points).items()}
           for mine in ("differentiable", SELECTED)
           if points.get(mine) and points[mine]["mean"] is not None}
       gains = {"layer_distillation_gain": LAYERS, "held_out_selection_gain": SELECTED,
@@ -416,6 +421,12 @@ def _fmt(value, spec=".2f", missing="n/a"):
   return missing if value is None else format(value, spec)
 
 
+def _mean_std(point: dict[str, Any] | None) -> str:
+  if not point or point["mean"] is None:
+    return "n/a"
+  return f"{point['mean']:.2f} +- {point['std']:.2f} ({len(point['runs'])})"
+
+
 def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   teacher = result["teacher"]
   lines = [f"# Accuracy-latency frontier: {result['task'].upper()} ({result['main_metric']})", "",
@@ -449,7 +460,7 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
           f"{a['num_layers']}, {a['hidden_size']}, {list(a['heads'])}, {list(a['ffn'])} | "
           f"{p['predicted_ms']:.2f} | {_fmt(p.get('measured_ms'))} | "
           f"{_fmt(p.get('speedup'))} | {_fmt(p.get('speedup_vs_bert_base'))} | "
-          f"{_fmt(p['mean'])} +- {p['std']:.2f} ({len(p['runs'])}) | "
+          f"{_mean_std(p)} | "
           f"{_fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
   lines += ["", "| target | points below teacher (ours) | CoFi bar | within | layer "
             "distillation gain | held-out selection gain | search-per-target gain | ours >= "
@@ -470,12 +481,6 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   path.write_text("\n".join(lines))
 
 
-def _mean_std(point: dict[str, Any] | None) -> str:
-  if not point or point["mean"] is None:
-    return "n/a"
-  return f"{point['mean']:.2f} +- {point['std']:.2f} ({len(point['runs'])})"
-
-
 def write_summary(out: pathlib.Path) -> None:
   """out/summary.md: every task report in `out`, one row per target (the README's table)."""
   lines = ["# Frontier summary: every task in this directory", "",
@@ -492,8 +497,7 @@ def write_summary(out: pathlib.Path) -> None:
       points = target["points"]
       ours = [points.get(m) for m in ("differentiable", SELECTED)]
       best_ours = max((p["mean"] for p in ours if p and p["mean"] is not None), default=None)
-      others = {m: p for m, p in points.items()
-                if m not in ("differentiable", *OURS_VARIANTS) and p["mean"] is not None}
+      others = other_methods(points)
       best = max(others, key=lambda m: others[m]["mean"], default=None)
       selected = points.get(SELECTED) or {}
       gap = (selected.get("mean") - others[best]["mean"]
@@ -506,7 +510,7 @@ def write_summary(out: pathlib.Path) -> None:
           + (f"{best} {_mean_std(others[best])}" if best else "n/a")
           + f" | {_fmt(gap, '+.2f')} | {_fmt(selected.get('speedup'))}, "
           f"{_fmt(selected.get('speedup_vs_bert_base'), '.1f')} | "
-          f"{_fmt(best_ours and teacher - best_ours)} | "
+          f"{_fmt(None if best_ours is None else teacher - best_ours)} | "
           f"{_fmt(target['verdict'].get('cofi_bar'), '.1f')} |")
   (out / "summary.md").write_text("\n".join(lines) + "\n")
 

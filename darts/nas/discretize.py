@@ -12,18 +12,24 @@ from models.search_space import Arch, SearchSpace
 _FLOOR = 1e-12  # Keeps log-probabilities finite for choices the search drove to zero.
 
 
+def _arch_by(probs: dict[str, np.ndarray], space: SearchSpace,
+             pick: Callable[[np.ndarray], int], depth: int | None = None) -> Arch:
+  """The arch whose every decision is `pick(its probabilities)`, an index into its choices;
+  decisions are taken in the order depth, hidden, heads, FFN (a sampler's stream depends on it)."""
+  if depth is None:
+    depth = space.depth_choices[pick(probs["depth"])]
+  return Arch(num_layers=depth, hidden_size=space.hidden_choices[pick(probs["hidden"])],
+              heads=tuple(space.head_choices[pick(r)] for r in probs["heads"][:depth]),
+              ffn=tuple(space.ffn_choices[pick(r)] for r in probs["ffn"][:depth]))
+
+
 def most_probable_arch(probs: dict[str, np.ndarray], space: SearchSpace,
                        depth: int | None = None) -> Arch:
   """The most probable choice of every decision (layers beyond the depth are dropped).
 
   `depth` fixes the number of layers instead of taking the most probable one.
   """
-  if depth is None:
-    depth = space.depth_choices[int(np.argmax(probs["depth"]))]
-  return Arch(num_layers=depth,
-              hidden_size=space.hidden_choices[int(np.argmax(probs["hidden"]))],
-              heads=tuple(space.head_choices[int(np.argmax(r))] for r in probs["heads"][:depth]),
-              ffn=tuple(space.ffn_choices[int(np.argmax(r))] for r in probs["ffn"][:depth]))
+  return _arch_by(probs, space, lambda row: int(np.argmax(row)), depth)
 
 
 def sample_arch(probs: dict[str, np.ndarray], space: SearchSpace,
@@ -31,14 +37,11 @@ def sample_arch(probs: dict[str, np.ndarray], space: SearchSpace,
   """An arch drawn from the searched distribution: every decision independently by its
   probabilities (the layers beyond the drawn depth are dropped)."""
 
-  def draw(row: np.ndarray, choices: tuple[int, ...]) -> int:
+  def draw(row: np.ndarray) -> int:
     p = np.asarray(row, np.float64)
-    return int(choices[rng.choice(len(choices), p=p / p.sum())])
+    return int(rng.choice(len(p), p=p / p.sum()))
 
-  depth = draw(probs["depth"], space.depth_choices)
-  return Arch(num_layers=depth, hidden_size=draw(probs["hidden"], space.hidden_choices),
-              heads=tuple(draw(r, space.head_choices) for r in probs["heads"][:depth]),
-              ffn=tuple(draw(r, space.ffn_choices) for r in probs["ffn"][:depth]))
+  return _arch_by(probs, space, draw)
 
 
 def _log_prob(row: np.ndarray, choices: tuple[int, ...], value: int) -> float:
