@@ -29,8 +29,9 @@ demo: setup
 	GLUE_DIR=$(GLUE_DIR) $(PY) -m darts.pipeline --config=configs/pipeline.py:task=sst2 \
 	  --workdir=$(WORKDIR) $(DEMO_FLAGS)
 
+# --durations: the slowest tests in every CI log, to keep the suite within its ~15 min budget.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 clean-venv:
 	rm -rf $(VENV)
