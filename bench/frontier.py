@@ -448,8 +448,9 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
                f"{m} {h:.2f}" for m, h in result["compute_core_hours"]["per_method"].items()),
            f"- searches for all {len(result['targets'])} targets: search once, deploy many "
            f"{result['compute_core_hours']['search_once']:.2f} core-h; one search per target "
-           f"{_fmt(result['compute_core_hours']['search_per_target'], missing='(not run)')} "
-           "core-h", "",
+           + _fmt(result["compute_core_hours"]["search_per_target"], missing="not run")
+           + ("" if result["compute_core_hours"]["search_per_target"] is None else " core-h"),
+           "",
            "| target | method | arch (layers, hidden, heads, FFN) | predicted ms | measured ms | "
            "x base | x BERT-base | dev (mean +- std, seeds) | before retraining |",
            "|---|---|---|---|---|---|---|---|---|"]
