@@ -431,6 +431,7 @@ def _mean_std(point: dict[str, Any] | None) -> str:
 
 def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   teacher = result["teacher"]
+  per_target = result["compute_core_hours"]["search_per_target"]  # None: not run.
   lines = [f"# Accuracy-latency frontier: {result['task'].upper()} ({result['main_metric']})", "",
            f"- command: `{result['command']}` (phases train, measure, report)",
            f"- date (UTC): {result['date']}; code {result['code']}",
@@ -448,9 +449,7 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
                f"{m} {h:.2f}" for m, h in result["compute_core_hours"]["per_method"].items()),
            f"- searches for all {len(result['targets'])} targets: search once, deploy many "
            f"{result['compute_core_hours']['search_once']:.2f} core-h; one search per target "
-           + _fmt(result["compute_core_hours"]["search_per_target"], missing="not run")
-           + ("" if result["compute_core_hours"]["search_per_target"] is None else " core-h"),
-           "",
+           + ("not run" if per_target is None else f"{per_target:.2f} core-h"), "",
            "| target | method | arch (layers, hidden, heads, FFN) | predicted ms | measured ms | "
            "x base | x BERT-base | dev (mean +- std, seeds) | before retraining |",
            "|---|---|---|---|---|---|---|---|---|"]
