@@ -513,8 +513,9 @@ def write_summary(out: pathlib.Path) -> None:
       others = other_methods(points)
       best = max(others, key=lambda m: others[m]["mean"], default=None)
       selected = points.get(SELECTED) or {}
-      gap = (selected.get("mean") - others[best]["mean"]
-             if best and selected.get("mean") is not None else None)
+      if selected.get("mean") is None:
+        selected = {}  # Not retrained yet: a timing but no score, so the row shows neither.
+      gap = selected["mean"] - others[best]["mean"] if best and selected else None
       teacher = result["teacher"]["metric"]
       lines.append(
           f"| [{result['task'].upper()}]({path.with_suffix('.md').name}) "
