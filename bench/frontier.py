@@ -419,8 +419,8 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def _fmt(value, spec=".2f", missing="n/a"):
-  return missing if value is None else format(value, spec)
+def _fmt(value, spec=".2f"):
+  return "n/a" if value is None else format(value, spec)
 
 
 def _mean_std(point: dict[str, Any] | None) -> str:

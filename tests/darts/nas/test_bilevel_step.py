@@ -78,8 +78,8 @@ def test_second_order_gradient_matches_finite_differences():
     s = bilevel_step.SearchSettings(**{**settings.__dict__, "second_order": order == "second"})
     step = bilevel_step.make_search_step(graphdef, SPACE, optax.sgd(0.0), optax.sgd(1.0),
                                         table(), s, update_arch=True)
-    objective = lambda logits, s=step: s(
-        initial_state(params, optax.sgd(0.0), optax.sgd(1.0))._replace(arch_logits=logits),
+    objective = lambda arch_logits, s=step: s(
+        initial_state(params, optax.sgd(0.0), optax.sgd(1.0))._replace(arch_logits=arch_logits),
         batch(0), jax.random.key(0))[1]["arch_objective"]
     # One compiled function per order gives both the value and the gradient: compiling the
     # unrolled step is most of this test's time, and op-by-op dispatch of it is slower still.
