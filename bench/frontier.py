@@ -385,6 +385,11 @@ STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 9
           "uniform_width": ("s", "tab:green", 45)}
 
 
+def _display_name(task: str) -> str:
+  """GLUE's own spelling of a task ("CoLA", "SST-2"), for titles and tables."""
+  return glue.get_task(task).dir_name
+
+
 def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -411,7 +416,8 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   ax.set(xlabel="measured latency, table units (ms)" if result["base_ms"]
          else "predicted latency (ms; not measured yet)",
          ylabel=f"dev {result['main_metric']} (%)",
-         title=f"{result['task'].upper()}: accuracy vs latency, every method (mean +- std)")
+         title=(f"{_display_name(result['task'])}: accuracy vs latency, every method "
+                "(mean +- std)"))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
@@ -432,7 +438,8 @@ def _mean_std(point: dict[str, Any] | None) -> str:
 def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   teacher = result["teacher"]
   per_target = result["compute_core_hours"]["search_per_target"]  # None: not run.
-  lines = [f"# Accuracy-latency frontier: {result['task'].upper()} ({result['main_metric']})", "",
+  lines = [f"# Accuracy-latency frontier: {_display_name(result['task'])} "
+           f"({result['main_metric']})", "",
            f"- command: `{result['command']}` (phases train, measure, report)",
            f"- date (UTC): {result['date']}; code {result['code']}",
            f"- machine: {result['machine']}",
@@ -518,7 +525,7 @@ def write_summary(out: pathlib.Path) -> None:
       gap = selected["mean"] - others[best]["mean"] if best and selected else None
       teacher = result["teacher"]["metric"]
       lines.append(
-          f"| [{result['task'].upper()}]({path.with_suffix('.md').name}) "
+          f"| [{_display_name(result['task'])}]({path.with_suffix('.md').name}) "
           f"({result['main_metric']}) | {_host(result)} | {teacher:.2f} | "
           f"{_fmt(result.get('majority_class'))} | "
           f"{target['speedup_target']:.0f}x | {_mean_std(ours[0])} | {_mean_std(ours[1])} | "
