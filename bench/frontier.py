@@ -24,8 +24,10 @@ each, on the same teacher and table:
   differentiable_layers  the differentiable archs retrained with layer distillation too
                   (hidden states and attention maps, --layer_weights) instead of logits only.
 Every arch is retrained with the same recipe (configs/retrain.py: logits distillation from the
-teacher, all train data, --retrain_epochs), the searched ones with --seeds seeds. `measure` times
-every arch, the base and the BERT-base shape (random weights) interleaved on the table's runtime.
+teacher, --retrain_epochs on all train data, or a seeded subset with --retrain_examples as
+--search_examples does for searches: large tasks such as SST-2), the searched ones with --seeds
+seeds. `measure` times every arch, the base and the BERT-base shape (random weights)
+interleaved on the table's runtime.
 Wall time of every job goes to WORKDIR/<task>/compute.jsonl (resumed jobs add their new time).
 """
 
@@ -71,6 +73,11 @@ _LAYER_WEIGHTS = flags.DEFINE_list("layer_weights", ["1.0", "1.0"],
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Retraining seeds of the searched methods' archs.")
 _SEARCH_EPOCHS = flags.DEFINE_float("search_epochs", 3.0, "Supernet epochs (every search).")
 _RETRAIN_EPOCHS = flags.DEFINE_float("retrain_epochs", 3.0, "Retraining epochs (every arch).")
+# Large sets (SST-2: 67k) may run on a seeded subset; reports say so. 0 = all.
+_SEARCH_EXAMPLES = flags.DEFINE_integer("search_examples", 0,
+                                        "Train examples of every search (0: all).")
+_RETRAIN_EXAMPLES = flags.DEFINE_integer("retrain_examples", 0,
+                                         "Train examples of every retraining (0: all).")
 _EVALUATIONS = flags.DEFINE_integer("num_evaluations", 100, "Evolution/random budget (subnets).")
 _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 256,
                                       "Held-out examples per evolution/random fitness.")
@@ -119,6 +126,7 @@ def search_config_for(method: str, table: CostTable, index: int | None = None):
   config.teacher = _TEACHER.value
   config.data.glue_dir = _GLUE_DIR.value
   config.optim.num_epochs = _SEARCH_EPOCHS.value
+  config.data.max_train_examples = _SEARCH_EXAMPLES.value
   config.latency.table = _TABLE.value
   config.latency.update(**table.runtime.to_dict())
   first, *others = targets_ms(table) if index is None else [targets_ms(table)[index]]
@@ -220,6 +228,7 @@ def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers:
                                                                         _LAYER_WEIGHTS.value)
   config.data.glue_dir = _GLUE_DIR.value
   config.optim.num_epochs = _RETRAIN_EPOCHS.value
+  config.data.max_train_examples = _RETRAIN_EXAMPLES.value
   finetune.train_and_evaluate(config, str(directory))
 
 
@@ -371,7 +380,8 @@ def report(table: CostTable) -> dict[str, Any]:
       "majority_class": majority_class_metric(),
       # The table's hash: its path may be a lost workdir; commit it next to the report.
       "table": _TABLE.value, "table_sha256": files.file_sha256(_TABLE.value),
-      "search_epochs": _SEARCH_EPOCHS.value,
+      "search_epochs": _SEARCH_EPOCHS.value, "search_examples": _SEARCH_EXAMPLES.value,
+      "retrain_examples": _RETRAIN_EXAMPLES.value,
       "retrain_epochs": _RETRAIN_EPOCHS.value, "num_evaluations": _EVALUATIONS.value,
       "eval_examples": _EVAL_EXAMPLES.value,
       "compute_core_hours": compute_core_hours(),
@@ -383,6 +393,11 @@ STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 9
           "evolution": ("P", "tab:purple", 70),
           "random": ("o", "0.5", 40), "layer_dropped": ("v", "tab:blue", 50),
           "uniform_width": ("s", "tab:green", 45)}
+
+
+def _examples(count: int | None) -> str:
+  """How much train data a stage saw: reports older than the subset flags used all of it."""
+  return f"a seeded subset of {count} train examples" if count else "all train data"
 
 
 def _display_name(task: str) -> str:
@@ -448,10 +463,12 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
            f"ms (random weights, same runtime); teacher {teacher['metric']:.2f} "
            f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs); "
            f"majority class {_fmt(result.get('majority_class'))}",
-           f"- searches: {result['search_epochs']:g} supernet epochs; evolution/random budget "
+           f"- searches: {result['search_epochs']:g} supernet epochs on "
+           f"{_examples(result.get('search_examples'))}; evolution/random budget "
            f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
            "every arch retrained "
-           f"{result['retrain_epochs']:g} epochs on all train data, logits distillation",
+           f"{result['retrain_epochs']:g} epochs on {_examples(result.get('retrain_examples'))}, "
+           "logits distillation",
            "- compute (core-hours, wall x cores; searches and retrainings): " + ", ".join(
                f"{m} {h:.2f}" for m, h in result["compute_core_hours"]["per_method"].items()),
            f"- searches for all {len(result['targets'])} targets: search once, deploy many "
