@@ -43,6 +43,21 @@ def test_repair_takes_least_probability_per_millisecond_until_it_fits():
   assert arch == search_space.Arch(2, 32, (2, 2), (64, 128))
 
 
+def test_repair_walks_through_a_table_that_is_not_monotone():
+  # CI's case: timing noise on a tiny table predicted both single shrinks of 1L/64/FFN 128 slower
+  # than the arch, while the smallest arch fits. The walk takes the likelier shrink and goes on.
+  # Log-probability lost: layer 0 FFN log(.55/.45) = 0.20 before hidden log(.8/.2) = 1.39.
+  arch_ms = {(64, 128): 10.0, (32, 128): 11.0, (64, 64): 12.0, (32, 64): 5.0}
+
+  def noisy(arch):
+    return arch_ms[(arch.hidden_size, arch.ffn[0])]
+
+  short = probs(depth=(0.9, 0.1), heads=((0.9, 0.1), (0.9, 0.1)))
+  arch, repairs = discretize.discretize(short, SPACE, noisy, target_ms=6.0)
+  assert repairs == ["layer 0 ffn 128->64: 10.00 -> 12.00 ms", "hidden 64->32: 12.00 -> 5.00 ms"]
+  assert arch == search_space.Arch(1, 32, (1,), (64,))
+
+
 def test_target_below_the_smallest_arch_is_an_error():
   with pytest.raises(ValueError, match="below the smallest architecture"):
     discretize.discretize(probs(), SPACE, predict, target_ms=1.0)
