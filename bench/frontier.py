@@ -24,10 +24,10 @@ each, on the same teacher and table:
   differentiable_layers  the differentiable archs retrained with layer distillation too
                   (hidden states and attention maps, --layer_weights) instead of logits only.
 Every arch is retrained with the same recipe (configs/retrain.py: logits distillation from the
-teacher, --retrain_epochs on all train data, or a seeded subset with --retrain_examples as
---search_examples does for searches: large tasks such as SST-2), the searched ones with --seeds
-seeds. `measure` times every arch, the base and the BERT-base shape (random weights)
-interleaved on the table's runtime.
+teacher, --retrain_epochs on all train data), the searched ones with --seeds seeds; large tasks
+(SST-2) may search and retrain on a seeded subset (--search_examples, --retrain_examples).
+`measure` times every arch, the base and the BERT-base shape (random weights) interleaved on the
+table's runtime.
 Wall time of every job goes to WORKDIR/<task>/compute.jsonl (resumed jobs add their new time).
 """
 
@@ -395,8 +395,8 @@ STYLES = {"differentiable": ("*", "tab:red", 140), LAYERS: ("*", "tab:orange", 9
           "uniform_width": ("s", "tab:green", 45)}
 
 
-def _examples(count: int | None) -> str:
-  """How much train data a stage saw: reports older than the subset flags used all of it."""
+def _examples(count: int) -> str:
+  """How much train data a stage saw (the subset flags; 0 is all)."""
   return f"a seeded subset of {count} train examples" if count else "all train data"
 
 
@@ -464,10 +464,10 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
            f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs); "
            f"majority class {_fmt(result.get('majority_class'))}",
            f"- searches: {result['search_epochs']:g} supernet epochs on "
-           f"{_examples(result.get('search_examples'))}; evolution/random budget "
+           f"{_examples(result['search_examples'])}; evolution/random budget "
            f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
            "every arch retrained "
-           f"{result['retrain_epochs']:g} epochs on {_examples(result.get('retrain_examples'))}, "
+           f"{result['retrain_epochs']:g} epochs on {_examples(result['retrain_examples'])}, "
            "logits distillation",
            "- compute (core-hours, wall x cores; searches and retrainings): " + ", ".join(
                f"{m} {h:.2f}" for m, h in result["compute_core_hours"]["per_method"].items()),
