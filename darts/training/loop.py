@@ -109,10 +109,10 @@ def run(state: State, step_fn: StepFn, *, start_step: int, total_steps: int, cad
       examples_since_log = 0.0
     for work in periodic:
       if work.due(step, total_steps):
-        with progress.paused():
+        with progress.paused(state):
           work.fn(step, state)
     if step % cadence.checkpoint_every_steps == 0 or step == total_steps:
-      with progress.paused():
+      with progress.paused(state):
         checkpoints.save(manager, step, state)
   manager.wait_until_finished()
   return state, progress

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterable, Iterator, TypeVar
+from typing import Any, Iterable, Iterator, TypeVar
 
+import jax
 import tensorboardX
 from absl import logging
 
@@ -67,8 +68,15 @@ class ProgressLogger:
       self.losses.append((step, float(step_metrics["loss"])))
 
   @contextlib.contextmanager
-  def paused(self) -> Iterator[None]:
-    """Keeps evaluation and checkpointing out of the throughput and ETA."""
+  def paused(self, pending: Any = None) -> Iterator[None]:
+    """Keeps evaluation and checkpointing out of the throughput and ETA.
+
+    Args:
+      pending: the training state. Dispatch is asynchronous, so steps can still be running when
+        the pause starts; they are waited for first and count as training, not as the pause (a
+        search that read its state every 10 steps showed 5x its real examples/s).
+    """
+    jax.block_until_ready(pending)
     start = time.perf_counter()
     yield
     self.window_time += time.perf_counter() - start
