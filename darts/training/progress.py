@@ -68,7 +68,7 @@ class ProgressLogger:
       self.losses.append((step, float(step_metrics["loss"])))
 
   @contextlib.contextmanager
-  def paused(self, pending: Any = None) -> Iterator[None]:
+  def paused(self, pending: Any) -> Iterator[None]:
     """Keeps evaluation and checkpointing out of the throughput and ETA.
 
     Args:
