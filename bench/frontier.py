@@ -29,6 +29,8 @@ teacher, --retrain_epochs on all train data), the searched ones with --seeds see
 `measure` times every arch, the base and the BERT-base shape (random weights) interleaved on the
 table's runtime.
 Wall time of every job goes to WORKDIR/<task>/compute.jsonl (resumed jobs add their new time).
+`report` states its recipe flags as every point's: it refuses a search or retraining whose
+manifest records other values, and leaves out the --methods that never ran.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import sys
 import time
 from typing import Any, Callable
 
+import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
@@ -52,7 +55,7 @@ from darts.data import glue, metrics
 from darts.nas import architecture_search, baselines
 from darts.training import finetune, jobs
 from latency_loss.table import CostTable, load_table
-from models import files, search_space
+from models import files, search_space, workdirs
 from models.search_space import Arch
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of the benchmark's runs (one dir per task).")
@@ -182,17 +185,29 @@ def seeds_of(method: str) -> range:
   return range(_SEEDS.value if method in (*SEARCHED, *OURS_VARIANTS) else 1)
 
 
-def prepare(method: str, table: CostTable) -> None:
-  """The method's arch.json at every target: its search, or its baseline family's archs."""
+def searched_by(method: str, index: int, table: CostTable
+                ) -> tuple[pathlib.Path, ml_collections.ConfigDict] | None:
+  """The search behind `method`'s arch at the index-th target: its workdir and the config the
+  flags give it; None for the baselines (sliced from the teacher, no search)."""
+  if method == LAYERS or (method == PER_TARGET and index == 0):
+    return searched_by("differentiable", index, table)
+  if method == PER_TARGET:
+    return (arch_file(method, index, table).parent,
+            search_config_for("differentiable", table, index))
   if method in SEARCHED:
-    timed(f"search/{method}", lambda: architecture_search.search(
-        search_config_for(method, table), str(search_dir(method))))
-  elif method == PER_TARGET:
-    for index in range(1, len(fractions())):  # The first target's search is differentiable's.
-      if not arch_file(method, index, table).exists():
-        timed(f"search/{method}", lambda i=index: architecture_search.search(
-            search_config_for("differentiable", table, i),
-            str(arch_file(method, i, table).parent)))
+    return search_dir(method), search_config_for(method, table)
+  return None
+
+
+def prepare(method: str, table: CostTable) -> None:
+  """The method's arch.json at every target: its search(es), or its baseline family's archs."""
+  if method in SEARCHED or method == PER_TARGET:
+    indices = [0] if method in SEARCHED else [  # One search, which resumes itself; or one per
+        i for i in range(1, len(fractions()))   # other target (the first's is differentiable's).
+        if not arch_file(method, i, table).exists()]
+    for index in indices:
+      workdir, config = searched_by(method, index, table)
+      timed(f"search/{method}", lambda c=config, w=workdir: architecture_search.search(c, str(w)))
   elif method in BASELINES:
     task = glue.get_task(_TASK.value)
     margin = search_config_for("differentiable", table).latency.margin  # The searches' budget.
@@ -220,7 +235,9 @@ def train(table: CostTable) -> None:
               p, d, s, layers=m == LAYERS))
 
 
-def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers: bool) -> None:
+def retrain_config_for(arch_json: pathlib.Path, seed: int, layers: bool
+                       ) -> ml_collections.ConfigDict:
+  """The retraining recipe (the flags') of the arch in `arch_json`, with `seed`."""
   config = retrain_config.get_config(f"arch={arch_json}")
   config.seed = seed
   if layers:
@@ -229,7 +246,11 @@ def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers:
   config.data.glue_dir = _GLUE_DIR.value
   config.optim.num_epochs = _RETRAIN_EPOCHS.value
   config.data.max_train_examples = _RETRAIN_EXAMPLES.value
-  finetune.train_and_evaluate(config, str(directory))
+  return config
+
+
+def retrain(arch_json: pathlib.Path, directory: pathlib.Path, seed: int, layers: bool) -> None:
+  finetune.train_and_evaluate(retrain_config_for(arch_json, seed, layers), str(directory))
 
 
 def all_archs(table: CostTable) -> dict[str, Arch]:
@@ -288,6 +309,17 @@ def compute_core_hours() -> dict[str, Any]:
           "search_per_target": None if others is None else once + others}
 
 
+def methods_run() -> list[str]:
+  """The --methods with a search or a retraining in the compute ledger. The others are left out:
+  a variant that never ran would otherwise show differentiable's arch files, which its own
+  resolve to (layer distillation everywhere, one search per target at the first target)."""
+  ran = {job.split("/")[1] for job in compute_seconds()}
+  if missing := [m for m in _METHODS.value if m not in ran]:
+    logging.warning("Never ran in %s (no search or retraining in its compute ledger), so left "
+                    "out of the report: %s.", task_dir(), ", ".join(missing))
+  return [m for m in _METHODS.value if m in ran]
+
+
 def _point(method: str, index: int, table: CostTable, times: dict[str, list[float]]
            ) -> dict[str, Any] | None:
   path = arch_file(method, index, table)
@@ -295,11 +327,14 @@ def _point(method: str, index: int, table: CostTable, times: dict[str, list[floa
     return None
   searched = json.loads(path.read_text())
   arch = search_space.Arch(**searched["arch"])
+  if search := searched_by(method, index, table):
+    check_recipe(*search)
   runs = []
   for seed in seeds_of(method):
-    eval_path = layout_lib.eval_file(retrain_dir(method, index, seed, table)
-                                     / finetune.MODEL_DIR)
+    directory = retrain_dir(method, index, seed, table)
+    eval_path = layout_lib.eval_file(directory / finetune.MODEL_DIR)
     if eval_path.exists():
+      check_recipe(directory, retrain_config_for(path, seed, layers=method == LAYERS))
       evaluation = json.loads(eval_path.read_text())
       runs.append({"seed": seed, "metrics": evaluation["metrics"],
                    "train_examples": evaluation["num_train_examples"],
@@ -317,6 +352,28 @@ def _point(method: str, index: int, table: CostTable, times: dict[str, list[floa
                  speedup=float(np.median(np.divide(times["base"], measured))),
                  speedup_vs_bert_base=float(np.median(np.divide(times["bert_base"], measured))))
   return point
+
+
+def check_recipe(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """Refuses to report `workdir`'s results when its manifest records another recipe than the
+  flags give (the report states the flags as every point's recipe).
+
+  Only keys on both sides are compared: a manifest leaves out input paths (it hashes the inputs)
+  and predates keys added since.
+
+  Raises:
+    ValueError: naming the manifest and every differing key with both values.
+  """
+  manifest = workdirs.read_manifest(workdir / workdirs.MANIFEST_FILE)
+  recorded = (manifest or {}).get("fields", {})
+  wanted = workdirs.config_fields(config)
+  shared = recorded.keys() & wanted.keys()
+  diff = workdirs.differences({k: recorded[k] for k in shared}, {k: wanted[k] for k in shared})
+  if diff:
+    raise ValueError(
+        f"{workdir / workdirs.MANIFEST_FILE} records another recipe than this report's flags "
+        "give:\n  " + "\n  ".join(diff) + "\nPass the recipe flags the train phase ran with "
+        "(its command is in that manifest).")
 
 
 def majority_class_metric() -> float | None:
@@ -343,9 +400,10 @@ def report(table: CostTable) -> dict[str, Any]:
   teacher_eval = json.loads(layout_lib.eval_file(pathlib.Path(_TEACHER.value)).read_text())
   main = metrics.main_metric(_TASK.value)
   teacher_metric = 100 * teacher_eval["metrics"][main]
+  methods = methods_run()
   targets = []
   for index, (fraction, target) in enumerate(zip(fractions(), targets_ms(table))):
-    points = {m: p for m in _METHODS.value if (p := _point(m, index, table, times))}
+    points = {m: p for m in methods if (p := _point(m, index, table, times))}
     ours = points.get("differentiable")
     verdict = {}
     if ours and ours["mean"] is not None:
