@@ -1,6 +1,7 @@
 """LiteRT backend: block graphs, null blocks with matching signatures, runtime options."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -75,6 +76,33 @@ def _matmul_call(depth: int):
   return lambda: runner(x=x)
 
 
+def _median_ms_over(call, seconds: float) -> float:
+  """The median latency of `call` run back to back for `seconds`."""
+  samples, end = [], time.perf_counter() + seconds
+  while time.perf_counter() < end:
+    start = time.perf_counter()
+    call()
+    samples.append(time.perf_counter() - start)
+  return float(np.median(samples)) * 1e3
+
+
+def _normal_over_realtime(call, rounds: int, seconds: float = 0.1) -> float:
+  """The median over rounds of `call`'s latency at the normal priority over its latency at
+  real-time priority, each run back to back for `seconds` in turn.
+
+  Alternating cancels the VM's speed levels: against a quiet measurement taken seconds
+  earlier, a level switch (seen: 1.5x) hid the hog's slowdown. Single calls alternated do not
+  do: a call shorter than a time slice, right after a real-time one, mostly ends before the
+  scheduler gives the hog its core back.
+  """
+  ratios = []
+  for _ in range(rounds):
+    with timing.raised_priority("realtime"):
+      realtime = _median_ms_over(call, seconds)
+    ratios.append(_median_ms_over(call, seconds) / realtime)
+  return float(np.median(ratios))
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores: one busy, one free")
 def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_started_during_it(
     cpu_hogs):
@@ -90,10 +118,10 @@ def test_a_two_thread_call_timed_against_a_reference_holds_under_a_cpu_hog_start
   # On the last core, busy from 0.3 s into the next measurement.
   [hog] = cpu_hogs(1, delay=0.3, seconds=30, core=os.cpu_count() - 1)
   loaded = timing.time_relative(call, reference, protocol("realtime"))
+  slowdown = _normal_over_realtime(call, rounds=10)
   assert hog.poll() is None  # Busy all along.
-  normal = time_callable(call, protocol("normal"))
   # The hog took one of the two cores: at the normal priority the call was much slower...
-  assert normal.other_load > 0.5 and normal.median_ms > 1.4 * quiet.raw_ms
+  assert slowdown > 1.4
   # ...against the reference at real-time priority, it measures as on a quiet machine (the
   # reference cancels the VM's speed levels, the priority the hog).
   assert loaded.priority == "realtime"
