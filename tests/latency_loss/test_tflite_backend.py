@@ -1,7 +1,6 @@
 """LiteRT backend: block graphs, null blocks with matching signatures, runtime options."""
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -76,31 +75,19 @@ def _matmul_call(depth: int):
   return lambda: runner(x=x)
 
 
-def _median_ms_over(call, seconds: float) -> float:
-  """The median latency of `call` run back to back for `seconds`."""
-  samples, end = [], time.perf_counter() + seconds
-  while time.perf_counter() < end:
-    start = time.perf_counter()
-    call()
-    samples.append(time.perf_counter() - start)
-  return float(np.median(samples)) * 1e3
-
-
 def _normal_over_realtime(call, rounds: int, seconds: float = 0.1) -> float:
   """The median over rounds of `call`'s latency at the normal priority over its latency at
-  real-time priority, each run back to back for `seconds` in turn.
+  real-time priority, each timed back to back for `seconds` in turn.
 
   Alternating cancels the VM's speed levels: against a quiet measurement taken seconds
   earlier, a level switch (seen: 1.5x) hid the hog's slowdown. Single calls alternated do not
   do: a call shorter than a time slice, right after a real-time one, mostly ends before the
   scheduler gives the hog its core back.
   """
-  ratios = []
-  for _ in range(rounds):
-    with timing.raised_priority("realtime"):
-      realtime = _median_ms_over(call, seconds)
-    ratios.append(_median_ms_over(call, seconds) / realtime)
-  return float(np.median(ratios))
+  window = lambda priority: time_callable(call, TimingProtocol(
+      warmup=0, runs=1, min_seconds=seconds, priority=priority,
+      max_other_load=float("inf"))).median_ms
+  return float(np.median([window("normal") / window("realtime") for _ in range(rounds)]))
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores: one busy, one free")
