@@ -84,9 +84,11 @@ def _normal_over_realtime(call, rounds: int, seconds: float = 0.1) -> float:
   do: a call shorter than a time slice, right after a real-time one, mostly ends before the
   scheduler gives the hog its core back.
   """
-  window = lambda priority: time_callable(call, TimingProtocol(
-      warmup=0, runs=1, min_seconds=seconds, priority=priority,
-      max_other_load=float("inf"))).median_ms
+  def window(priority: str) -> float:
+    return time_callable(call, TimingProtocol(
+        warmup=0, runs=1, min_seconds=seconds, priority=priority,
+        max_other_load=float("inf"))).median_ms
+
   return float(np.median([window("normal") / window("realtime") for _ in range(rounds)]))
 
 
