@@ -389,8 +389,7 @@ def verdict(points: dict[str, Any], index: int, fraction: float, teacher_metric:
   if not ours or ours["mean"] is None:
     return {}
   result = {"beats_or_ties": {
-      mine: {m: points[mine]["mean"] >= p["mean"] - points[mine]["std"]
-             for m, p in other_methods(points).items()}
+      mine: {m: ties_or_beats(points[mine], p) for m, p in other_methods(points).items()}
       for mine in ("differentiable", SELECTED)
       if points.get(mine) and points[mine]["mean"] is not None}}
   gains = {"layer_distillation_gain": LAYERS, "held_out_selection_gain": SELECTED,
@@ -403,6 +402,12 @@ def verdict(points: dict[str, Any], index: int, fraction: float, teacher_metric:
   if result["cofi_bar"] is not None:
     result["within_cofi_bar"] = result["points_below_teacher"] <= result["cofi_bar"]
   return result
+
+
+def ties_or_beats(mine: dict[str, Any], other: dict[str, Any]) -> bool:
+  """Whether point `mine` is at least as good as `other` within its seed spread: its mean is
+  at least the other's mean minus its own std (the reports' rule)."""
+  return mine["mean"] >= other["mean"] - mine["std"]
 
 
 def check_recipe(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -445,7 +450,7 @@ def _examples(count: int) -> str:
   return f"a seeded subset of {count} train examples" if count else "all train data"
 
 
-def _display_name(task: str) -> str:
+def display_name(task: str) -> str:
   """GLUE's own spelling of a task ("CoLA", "SST-2"), for titles and tables."""
   return glue.get_task(task).dir_name
 
@@ -476,7 +481,7 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   ax.set(xlabel="measured latency, table units (ms)" if result["base_ms"]
          else "predicted latency (ms; not measured yet)",
          ylabel=f"dev {result['main_metric']} (%)",
-         title=(f"{_display_name(result['task'])}: accuracy vs latency, every method "
+         title=(f"{display_name(result['task'])}: accuracy vs latency, every method "
                 "(mean +- std)"))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc="lower right")
@@ -485,11 +490,13 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def _fmt(value, spec=".2f"):
+def fmt(value: float | None, spec: str = ".2f") -> str:
+  """`value` formatted by `spec`, or "n/a" for None (not measured, not run)."""
   return "n/a" if value is None else format(value, spec)
 
 
-def _mean_std(point: dict[str, Any] | None) -> str:
+def mean_std(point: dict[str, Any] | None) -> str:
+  """A point's dev metric as "mean +- std (seeds)", or "n/a" without a retrained seed."""
   if not point or point["mean"] is None:
     return "n/a"
   return f"{point['mean']:.2f} +- {point['std']:.2f} ({len(point['runs'])})"
@@ -498,16 +505,16 @@ def _mean_std(point: dict[str, Any] | None) -> str:
 def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   teacher = result["teacher"]
   per_target = result["compute_core_hours"]["search_per_target"]  # None: not run.
-  lines = [f"# Accuracy-latency frontier: {_display_name(result['task'])} "
+  lines = [f"# Accuracy-latency frontier: {display_name(result['task'])} "
            f"({result['main_metric']})", "",
            f"- command: `{result['command']}` (phases train, measure, report)",
            f"- date (UTC): {result['date']}; code {result['code']}",
            f"- machine: {result['machine']}",
            f"- timing: {result['timing']}",
-           f"- base {_fmt(result['base_ms'])} ms, BERT-base shape {_fmt(result['bert_base_ms'])} "
+           f"- base {fmt(result['base_ms'])} ms, BERT-base shape {fmt(result['bert_base_ms'])} "
            f"ms (random weights, same runtime); teacher {teacher['metric']:.2f} "
            f"({teacher['train_examples']} examples, {teacher['epochs']:.1f} epochs); "
-           f"majority class {_fmt(result.get('majority_class'))}",
+           f"majority class {fmt(result.get('majority_class'))}",
            f"- searches: {result['search_epochs']:g} supernet epochs on "
            f"{_examples(result['search_examples'])}; evolution/random budget "
            f"{result['num_evaluations']} subnets on {result['eval_examples']} held-out examples; "
@@ -529,10 +536,10 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
       lines.append(
           f"| {target['speedup_target']:.0f}x ({target['target_ms']:.2f} ms) | {method} | "
           f"{a['num_layers']}, {a['hidden_size']}, {list(a['heads'])}, {list(a['ffn'])} | "
-          f"{p['predicted_ms']:.2f} | {_fmt(p.get('measured_ms'))} | "
-          f"{_fmt(p.get('speedup'))} | {_fmt(p.get('speedup_vs_bert_base'))} | "
-          f"{_mean_std(p)} | "
-          f"{_fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
+          f"{p['predicted_ms']:.2f} | {fmt(p.get('measured_ms'))} | "
+          f"{fmt(p.get('speedup'))} | {fmt(p.get('speedup_vs_bert_base'))} | "
+          f"{mean_std(p)} | "
+          f"{fmt(before.get(result['main_metric']) and 100 * before[result['main_metric']])} |")
   lines += ["", "| target | points below teacher (ours) | CoFi bar | within | layer "
             "distillation gain | held-out selection gain | search-per-target gain | ours >= "
             "others (within ours' std) | selected >= others |",
@@ -543,8 +550,8 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
     v = target["verdict"]
     if v:
       lines.append(f"| {target['speedup_target']:.0f}x | {v['points_below_teacher']:.2f} | "
-                   f"{_fmt(v['cofi_bar'])} | {v.get('within_cofi_bar', 'n/a')} | "
-                   + " | ".join(_fmt(v.get(gain), "+.2f") for gain in (
+                   f"{fmt(v['cofi_bar'])} | {v.get('within_cofi_bar', 'n/a')} | "
+                   + " | ".join(fmt(v.get(gain), "+.2f") for gain in (
                        "layer_distillation_gain", "held_out_selection_gain",
                        "per_target_search_gain"))
                    + f" | {beats(v, 'differentiable')} | {beats(v, SELECTED) or 'n/a'} |")
@@ -552,7 +559,7 @@ def write_markdown(result: dict[str, Any], path: pathlib.Path) -> None:
   path.write_text("\n".join(lines))
 
 
-def _host(result: dict[str, Any]) -> str:
+def timing_host(result: dict[str, Any]) -> str:
   """The timing host of a report, as "family/model (SIMD)"."""
   timing = result.get("timing")
   if not timing:
@@ -587,15 +594,15 @@ def write_summary(out: pathlib.Path) -> None:
       gap = selected["mean"] - others[best]["mean"] if best and selected else None
       teacher = result["teacher"]["metric"]
       lines.append(
-          f"| [{_display_name(result['task'])}]({path.with_suffix('.md').name}) "
-          f"({result['main_metric']}) | {_host(result)} | {teacher:.2f} | "
-          f"{_fmt(result.get('majority_class'))} | "
-          f"{target['speedup_target']:.0f}x | {_mean_std(ours[0])} | {_mean_std(ours[1])} | "
-          + (f"{best} {_mean_std(others[best])}" if best else "n/a")
-          + f" | {_fmt(gap, '+.2f')} | {_fmt(selected.get('speedup'))}, "
-          f"{_fmt(selected.get('speedup_vs_bert_base'), '.1f')} | "
-          f"{_fmt(None if best_ours is None else teacher - best_ours)} | "
-          f"{_fmt(target['verdict'].get('cofi_bar'), '.1f')} |")
+          f"| [{display_name(result['task'])}]({path.with_suffix('.md').name}) "
+          f"({result['main_metric']}) | {timing_host(result)} | {teacher:.2f} | "
+          f"{fmt(result.get('majority_class'))} | "
+          f"{target['speedup_target']:.0f}x | {mean_std(ours[0])} | {mean_std(ours[1])} | "
+          + (f"{best} {mean_std(others[best])}" if best else "n/a")
+          + f" | {fmt(gap, '+.2f')} | {fmt(selected.get('speedup'))}, "
+          f"{fmt(selected.get('speedup_vs_bert_base'), '.1f')} | "
+          f"{fmt(None if best_ours is None else teacher - best_ours)} | "
+          f"{fmt(target['verdict'].get('cofi_bar'), '.1f')} |")
   (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
