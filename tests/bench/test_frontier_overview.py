@@ -3,6 +3,7 @@ on fabricated reports (the shape bench.frontier --phase=report writes)."""
 
 import json
 import pathlib
+import shlex
 import subprocess
 import sys
 
@@ -120,3 +121,15 @@ def test_command_line_writes_the_overview_and_names_a_bad_report(tmp_path):
                            f"--reports={main},{bad}"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
   assert result.returncode != 0 and f"{bad} is not a bench.frontier report" in result.stderr
+
+
+def test_the_committed_overview_is_what_its_command_writes_from_the_committed_reports(tmp_path):
+  committed = REPO / "bench/results/frontier/overview.md"
+  command = committed.read_text().splitlines()[2].split("`")[1]  # "- command: `...`"
+  flag = next(a for a in shlex.split(command) if a.startswith("--reports="))
+  rewritten = tmp_path / "overview.md"
+  with pytest.MonkeyPatch.context() as patch:
+    patch.chdir(REPO)  # The reports' paths are relative to the repository.
+    results = frontier_overview.load(flag.removeprefix("--reports=").split(","))
+    frontier_overview.write_overview(results, rewritten, command)
+  assert rewritten.read_text() == committed.read_text()
