@@ -75,14 +75,16 @@ def _matmul_call(depth: int):
   return lambda: runner(x=x)
 
 
-def _normal_over_realtime(call, rounds: int, seconds: float = 0.1) -> float:
+def _normal_over_realtime(call, rounds: int, seconds: float = 0.3) -> float:
   """The median over rounds of `call`'s latency at the normal priority over its latency at
   real-time priority, each timed back to back for `seconds` in turn.
 
   Alternating cancels the VM's speed levels: against a quiet measurement taken seconds
   earlier, a level switch (seen: 1.5x) hid the hog's slowdown. Single calls alternated do not
   do: a call shorter than a time slice, right after a real-time one, mostly ends before the
-  scheduler gives the hog its core back.
+  scheduler gives the hog its core back. Windows of 0.1 s were still too short on an Intel Xeon
+  host (the median ratio under the hog 1.07, 1.34 and 1.65 in three runs); 0.3 s windows gave
+  1.55-1.65 in 12 runs of 10 rounds there.
   """
   def window(priority: str) -> float:
     return time_callable(call, TimingProtocol(
