@@ -83,8 +83,8 @@ def _normal_over_realtime(call, rounds: int, seconds: float = 0.3) -> float:
   earlier, a level switch (seen: 1.5x) hid the hog's slowdown. Single calls alternated do not
   do: a call shorter than a time slice, right after a real-time one, mostly ends before the
   scheduler gives the hog its core back. Windows of 0.1 s were still too short on an Intel Xeon
-  host (the median ratio under the hog 1.07, 1.34 and 1.65 in three runs); 0.3 s windows gave
-  1.55-1.65 in 12 runs of 10 rounds there.
+  host (this test read 1.07 and 1.34, failing 2 of 3 runs; under a standing hog, 1.14-1.66);
+  0.3 s windows read 1.55-1.65 in 12 runs of 10 rounds there.
   """
   def window(priority: str) -> float:
     return time_callable(call, TimingProtocol(
